@@ -1,0 +1,1 @@
+"""The three MIND stages: describe each product, generate one intention per (pair, relation), role-aware filter."""
