@@ -14,6 +14,7 @@ import sys
 #: modules that add sub-commands (each has ``register(subparsers)``)
 COMMAND_MODULES = (
     "mind_core.commands.kb_commands",
+    "mind_core.commands.distill_commands",
 )
 
 

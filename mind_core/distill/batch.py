@@ -1,0 +1,379 @@
+"""Resumable, sharded batch distillation: Amazon metadata in, Parquet parts a KB can be built from out.
+
+Output folder layout (``build-kb --input DIR`` reads it through :func:`mind_core.loaders.kb_files.load_inputs`)::
+
+    DIR/
+      intentions/part-s<i>of<n>-<seq>.parquet   KB rows (INTENTION_COLUMNS), one part per finished chunk
+      products/part-s<i>of<n>-<seq>.parquet     products of those rows (PRODUCT_COLUMNS) incl. stage-1 descriptions
+      _state/                                   ignored by build-kb
+        errors.jsonl          one line per failed call (retried on the next run), with run id and time
+        image_failures.jsonl  one line per product whose images could not be loaded
+        skipped.jsonl         pairs skipped (--require-images)
+        runs.jsonl            one line per run: arguments, counts, duration
+        lock-s<i>of<n>        flock held while a run writes shard i/n
+
+Crash safety: every part is written to a hidden temporary file, fsynced and renamed with ``os.replace`` (atomic),
+then the folder is fsynced; a half-written part is never visible under its final name. On start the (pair,
+relation) keys of the existing intention parts with this run's ``source`` are skipped, so a run killed at any
+moment (even ``kill -9``) and started again finishes without redoing or duplicating a finished row. Stage-1
+descriptions are written as a products part right after stage 1 of a chunk, before stage 2 starts.
+
+Shards: pair ``p`` belongs to shard ``sha1(pair_id) mod n``; shard ``i`` of ``n`` (0 <= i < n) only works on its
+pairs and only writes parts named ``s<i>of<n>``, so shards can run on different machines into copies of the
+folder (or one shared folder) and their parts are simply put together.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mind_core.distill.pipeline import DistillOptions, run_pairs
+from mind_core.lvlm.base import Backend, source_label
+from mind_core.schema import INTENTION_COLUMNS, PRODUCT_COLUMNS, CoBuyPair, Product
+
+log = logging.getLogger(__name__)
+
+INTENTIONS_DIR = "intentions"
+PRODUCTS_DIR = "products"
+STATE_DIR = "_state"
+DEFAULT_CHUNK_PAIRS = 8
+
+INTENTION_SCHEMA = pa.schema([
+    ("intention_id", pa.string()), ("pair_id", pa.string()), ("asin_a", pa.string()), ("asin_b", pa.string()),
+    ("relation", pa.string()), ("intention", pa.string()), ("verdict", pa.string()), ("reason", pa.string()),
+    ("p_yes", pa.float64()), ("category", pa.string()), ("source", pa.string()), ("created_at", pa.string()),
+    ("tail", pa.string()), ("flags", pa.string()),
+])
+PRODUCT_SCHEMA = pa.schema([
+    ("asin", pa.string()), ("title", pa.string()), ("description", pa.string()),
+    ("image_urls", pa.list_(pa.string())), ("category", pa.string()),
+])
+assert tuple(INTENTION_SCHEMA.names) == INTENTION_COLUMNS and tuple(PRODUCT_SCHEMA.names) == PRODUCT_COLUMNS
+
+_PART_RE = re.compile(r"^part-s(\d+)of(\d+)-(\d+)\.parquet$")
+
+
+class DistillError(Exception):
+    """A problem the user can fix (bad shard spec, output folder in use, unreadable part)."""
+
+
+# --- shards ----------------------------------------------------------------------------------------------------
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None`` -> ``(0, 1)``."""
+    if spec is None or not str(spec).strip():
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+    if not m:
+        raise DistillError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}")
+    i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 0 <= i < n:
+        raise DistillError(f"--shard {spec}: need n >= 1 and 0 <= i < n (shards are numbered from 0)")
+    return i, n
+
+
+def shard_of(pid: str, n: int) -> int:
+    """The shard (0..n-1) a pair id belongs to: a stable hash, the same on every machine and Python version."""
+    return int.from_bytes(hashlib.sha1(pid.encode("utf-8")).digest()[:8], "big") % n
+
+
+def select_pairs(pairs: Sequence[CoBuyPair], *, max_pairs: int | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> list[CoBuyPair]:
+    """The pairs of one shard, after cutting the full list to ``max_pairs`` (so the shards of a capped run
+    together cover exactly the capped unsharded run)."""
+    chosen = list(pairs)[:max_pairs] if max_pairs is not None else list(pairs)
+    i, n = shard
+    return [p for p in chosen if n == 1 or shard_of(p.pair_id, n) == i]
+
+
+# --- atomic parts ----------------------------------------------------------------------------------------------
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` so that ``path`` either does not exist or holds the complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _append_jsonl(path: Path, records: list[dict]) -> None:
+    if not records:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _parts(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and _PART_RE.match(p.name))
+
+
+def read_done_keys(out_dir: Path, source: str) -> set[tuple[str, str]]:
+    """``(pair_id, relation)`` of every row with ``source`` already written under ``out_dir/intentions``."""
+    done: set[tuple[str, str]] = set()
+    for part in _parts(out_dir / INTENTIONS_DIR):
+        done |= _keys_of(part, source)
+    return done
+
+
+def _keys_of(part: Path, source: str) -> set[tuple[str, str]]:
+    try:
+        t = pq.read_table(part, columns=["pair_id", "relation", "source"])
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise DistillError(f"{part}: not a readable Parquet part ({err}). It was not written by this tool's atomic "
+                           "writer or the disk was damaged; move it away and re-run.") from None
+    return {(p, r) for p, r, s in zip(*(t.column(c).to_pylist() for c in ("pair_id", "relation", "source")))
+            if s == source}
+
+
+def read_products(out_dir: Path) -> dict[str, dict]:
+    """Products already written (last part wins), by ASIN."""
+    out: dict[str, dict] = {}
+    for part in _parts(out_dir / PRODUCTS_DIR):
+        try:
+            rows = pq.read_table(part).to_pylist()
+        except Exception as err:
+            raise DistillError(f"{part}: not a readable Parquet part ({err}); move it away and re-run.") from None
+        for row in rows:
+            out[row["asin"]] = row
+    return out
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class DistillSummary:
+    out_dir: str
+    source: str
+    shard: str
+    pairs: int = 0  # pairs of this shard
+    relations: int = 0
+    total_rows: int = 0  # pairs x relations
+    done_before: int = 0  # rows that existed when the run started
+    written: int = 0  # rows written by this run
+    described: int = 0
+    errors: int = 0
+    skipped_pairs: int = 0
+    image_failures: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return self.total_rows - self.done_before - self.written
+
+    def text(self) -> str:
+        lines = [f"{self.shard}: {self.pairs} pairs x {self.relations} relations = {self.total_rows} rows; "
+                 f"{self.done_before} were done, {self.written} written now, {self.remaining} remaining "
+                 f"({self.calls} backend calls in {self.seconds:.1f} s)"]
+        if self.described:
+            lines.append(f"stage 1 described {self.described} products")
+        if self.image_failures:
+            lines.append(f"{self.image_failures} products had no usable image (text fallback); "
+                         f"see {self.out_dir}/_state/image_failures.jsonl")
+        if self.skipped_pairs:
+            lines.append(f"{self.skipped_pairs} pairs skipped (--require-images); see _state/skipped.jsonl")
+        if self.errors:
+            lines.append(f"{self.errors} calls failed (see {self.out_dir}/_state/errors.jsonl); "
+                         "re-run the same command to retry them")
+        return "\n".join(lines)
+
+
+@contextmanager
+def _shard_lock(state: Path, tag: str) -> Iterator[None]:
+    state.mkdir(parents=True, exist_ok=True)
+    fh = open(state / f"lock-{tag}", "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DistillError(f"another distill run is writing shard {tag} into {state.parent}; wait for it "
+                               "or use another --out / --shard") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _product_record(p: Product) -> dict:
+    return {"asin": p.asin, "title": p.title, "description": p.description, "image_urls": list(p.image_urls),
+            "category": p.category}
+
+
+def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_dir: str | Path, backend: Backend,
+                options: DistillOptions, *, shard: tuple[int, int] = (0, 1), max_pairs: int | None = None,
+                chunk_pairs: int = DEFAULT_CHUNK_PAIRS, progress: bool = True,
+                run_info: dict | None = None) -> DistillSummary:
+    """Distill ``pairs`` (from :func:`mind_core.loaders.amazon.load_amazon_metadata`) into ``out_dir``,
+    resuming from what is there. See the module docstring for the layout and guarantees."""
+    from tqdm import tqdm
+
+    t0 = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = out / STATE_DIR
+    i, n = shard
+    tag = f"s{i}of{n}"
+    source = source_label(backend)
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    mine = select_pairs(pairs, max_pairs=max_pairs, shard=shard)
+    relations = list(options.relations)
+    summary = DistillSummary(out_dir=str(out), source=source, shard=f"shard {i}/{n}", pairs=len(mine),
+                             relations=len(relations), total_rows=len(mine) * len(relations))
+
+    with _shard_lock(state, tag):
+        for folder in (out / INTENTIONS_DIR, out / PRODUCTS_DIR):  # leftovers of a killed run of this shard
+            if folder.is_dir():
+                for tmp in folder.glob(f".part-{tag}-*.tmp"):
+                    tmp.unlink(missing_ok=True)
+        done = read_done_keys(out, source)
+        known_parts = {p.name for p in _parts(out / INTENTIONS_DIR)}
+        stored = read_products(out)
+        seq = 1 + max([int(m.group(3)) for d in (INTENTIONS_DIR, PRODUCTS_DIR) for p in _parts(out / d)
+                       if (m := _PART_RE.match(p.name)) and (int(m.group(1)), int(m.group(2))) == (i, n)],
+                      default=0)
+
+        # product view for this run: stage-1 descriptions written earlier are reused
+        current: dict[str, Product] = {}
+        for asin, p in products.items():
+            prev = stored.get(asin)
+            q = Product(asin=p.asin, title=p.title, description=p.description, image_urls=list(p.image_urls),
+                        category=p.category)
+            if prev and (prev.get("description") or "").strip() and prev.get("description") != p.description:
+                q.description = prev["description"]  # written by stage 1 in an earlier run
+            current[asin] = q
+        already_described = {a for a, p in current.items() if p.description != products[a].description}
+        if options.describe == "always":
+            opts = _with_describe(options, "missing")  # "always" = every product not yet described by stage 1
+            for asin, p in current.items():
+                if asin not in already_described:
+                    p.description = ""
+        else:
+            opts = options
+        written_products = {a: (r.get("description") or "") for a, r in stored.items()}
+        image_failed: dict[str, str] = {}
+
+        todo = [p for p in mine if any((p.pair_id, r) not in done for r in relations)]
+        summary.done_before = sum(1 for p in mine for r in relations if (p.pair_id, r) in done)
+        _append_jsonl(state / "runs.jsonl", [{"run": run_id, "event": "start", "at": time.time(), "shard": tag,
+                                              "source": source, "pairs": len(mine), "todo_pairs": len(todo),
+                                              "relations": relations, **(run_info or {})}])
+        bar = tqdm(total=summary.total_rows, initial=summary.done_before, unit="row", desc=f"distill {tag}",
+                   disable=not progress, dynamic_ncols=True, mininterval=0.5)
+
+        def next_name() -> str:
+            nonlocal seq
+            name = f"part-{tag}-{seq:06d}.parquet"
+            seq += 1
+            return name
+
+        def save_products(asins: Sequence[str]) -> None:
+            recs = []
+            for a in dict.fromkeys(asins):
+                p = current[a]
+                if written_products.get(a) != p.description or a not in written_products:
+                    recs.append(_product_record(p))
+                    written_products[a] = p.description
+            if recs:
+                name = next_name()
+                write_table_atomic(pa.Table.from_pylist(recs, schema=PRODUCT_SCHEMA), out / PRODUCTS_DIR / name)
+                summary.parts.append(f"{PRODUCTS_DIR}/{name}")
+
+        try:
+            for start in range(0, len(todo), max(1, chunk_pairs)):
+                chunk = todo[start:start + max(1, chunk_pairs)]
+                chunk_pairs_p = [(current[p.asin_a], current[p.asin_b]) for p in chunk]
+
+                def on_descriptions(desc: dict[str, str]) -> None:
+                    for a, text in desc.items():
+                        current[a].description = text
+                    save_products(list(desc))
+
+                def on_stage(stage: str, count: int) -> None:
+                    bar.set_postfix_str(f"{stage} x{count}", refresh=True)
+
+                res = run_pairs(chunk_pairs_p, backend, opts, done=done, on_descriptions=on_descriptions,
+                                on_stage=on_stage)
+                summary.calls += res.calls
+                summary.described += len(res.descriptions)
+                now = time.time()
+                _append_jsonl(state / "errors.jsonl", [{"run": run_id, "at": now, "source": source, **e}
+                                                       for e in res.errors])
+                new_failures = {a: r for a, r in res.image_failures.items() if a not in image_failed}
+                image_failed.update(new_failures)
+                _append_jsonl(state / "image_failures.jsonl",
+                              [{"run": run_id, "at": now, "asin": a, "reason": r} for a, r in new_failures.items()])
+                _append_jsonl(state / "skipped.jsonl", [{"run": run_id, "at": now, **s} for s in res.skipped])
+                summary.errors += len(res.errors)
+                summary.skipped_pairs += len(res.skipped)
+                summary.image_failures = len(image_failed)
+
+                rows = res.rows
+                # another process may have written some of these keys meanwhile (e.g. overlapping shard specs)
+                for part in _parts(out / INTENTIONS_DIR):
+                    if part.name not in known_parts:
+                        known_parts.add(part.name)
+                        done |= _keys_of(part, source)
+                rows = [r for r in rows if (r["pair_id"], r["relation"]) not in done]
+                if rows:
+                    save_products([a for r in rows for a in (r["asin_a"], r["asin_b"])])
+                    name = next_name()
+                    table = pa.Table.from_pylist(rows, schema=INTENTION_SCHEMA)
+                    write_table_atomic(table, out / INTENTIONS_DIR / name)
+                    known_parts.add(name)
+                    summary.parts.append(f"{INTENTIONS_DIR}/{name}")
+                    done |= {(r["pair_id"], r["relation"]) for r in rows}
+                    summary.written += len(rows)
+                    bar.update(len(rows))
+        finally:
+            bar.close()
+            summary.seconds = time.monotonic() - t0
+            _append_jsonl(state / "runs.jsonl", [{"run": run_id, "event": "end", "at": time.time(), "shard": tag,
+                                                  "written": summary.written, "errors": summary.errors,
+                                                  "calls": summary.calls, "seconds": round(summary.seconds, 2)}])
+    return summary
+
+
+def _with_describe(options: DistillOptions, mode: str) -> DistillOptions:
+    import dataclasses
+
+    return dataclasses.replace(options, describe=mode)
