@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 #: formats we decode; anything else is rejected before a decoder runs
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture JPEG)
 #: longest side of the stacked pair image
 STACK_MAX_SIDE = 1024
 #: how long a failed URL is not retried (disk, per URL) and how long a host that timed out or refused the

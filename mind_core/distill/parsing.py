@@ -27,9 +27,10 @@ _LEADING_ROLE = re.compile(r"^\s*(?:#+\s*)?(?:assistant|gpt|model|response|answe
 #: a following turn the model started writing by itself ("\nUSER: ...", "\nHuman: ...")
 _NEXT_TURN = re.compile(r"\n\s*(?:#+\s*)?(?:user|human|###\s*instruction)\s*:.*\Z", re.IGNORECASE | re.DOTALL)
 
-#: "The potential co-buy intention [for these two products | for people purchasing ...] could be"
-_LEAD_VARIANT = re.compile(r"^the\s+potential\s+co-?\s*buy(?:ing)?\s+intention\b[^.]{0,160}?\bcould\s+be\b",
-                           re.IGNORECASE)
+#: "The potential co-buy intention [for these two products | for people purchasing <title>] could be / is"
+_LEAD_VARIANT = re.compile(r"^the\s+potential\s+co-?\s*buy(?:ing)?\s+intention\b.{0,300}?"
+                           r"\b(?:could|would|might|may|can)\s+be\b|^the\s+potential\s+co-?\s*buy(?:ing)?\s+"
+                           r"intention\b.{0,300}?\bis\b", re.IGNORECASE)
 _VERDICT = re.compile(r"^[\W_]*(yes|no)\b", re.IGNORECASE)
 
 
