@@ -64,7 +64,8 @@ def register(sub) -> None:
                    help="stage 1 for products without a description (default), for all, or never")
     p.add_argument("--batch-size", type=_positive(int), metavar="B", help="generation batch size (transformers)")
     p.add_argument("--chunk-pairs", type=_positive(int), default=None, metavar="P",
-                   help="pairs per written part; a kill loses at most one chunk of work (default 8)")
+                   help="pairs per written part; a kill loses at most one chunk of work (default: 8, or more so "
+                        "that 2 x concurrency / batch size requests are in flight per stage)")
     p.add_argument("--temperature", type=float, default=0.2, metavar="T",
                    help="sampling temperature (default 0.2; 0 = greedy)")
     p.add_argument("--max-new-tokens", type=_positive(int), default=512, metavar="N", help="default 512")
@@ -107,7 +108,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     import logging
 
     from mind_core.cli import UserError
-    from mind_core.distill.batch import DEFAULT_CHUNK_PAIRS, DistillError, parse_shard, run_distill
+    from mind_core.distill.batch import DistillError, parse_shard, run_distill
     from mind_core.distill.pipeline import DistillOptions
     from mind_core.loaders.amazon import load_amazon_metadata
     from mind_core.lvlm.base import GenParams
@@ -149,7 +150,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                     "max_new_tokens": args.max_new_tokens}
         try:
             summary = run_distill(meta.products, meta.pairs, args.out, backend, options, shard=shard,
-                                  max_pairs=args.max_pairs, chunk_pairs=args.chunk_pairs or DEFAULT_CHUNK_PAIRS,
+                                  max_pairs=args.max_pairs, chunk_pairs=args.chunk_pairs,
                                   progress=not args.no_progress, run_info=run_info)
         except DistillError as err:
             raise UserError(str(err)) from None

@@ -51,6 +51,21 @@ PRODUCTS_DIR = "products"
 STATE_DIR = "_state"
 DEFAULT_CHUNK_PAIRS = 8
 
+
+def default_chunk_pairs(backend: Backend, n_relations: int) -> int:
+    """Pairs per chunk. Each stage of a chunk is one ``generate`` call, and the next stage waits for all of it, so
+    the request count per stage (pairs x relations) should keep the backend's parallelism (OpenAI
+    ``concurrency`` / transformers ``batch_size``) busy about twice over and, where possible, fill whole waves
+    (a multiple of the parallelism): at least :data:`DEFAULT_CHUNK_PAIRS` pairs."""
+    import math
+
+    parallel = max(1, int(getattr(backend, "concurrency", None) or getattr(backend, "batch_size", None) or 1))
+    n = max(1, n_relations)
+    target = max(DEFAULT_CHUNK_PAIRS, -(-2 * parallel // n))
+    step = parallel // math.gcd(parallel, n)  # the smallest pair count whose requests fill whole waves
+    return step * -(-target // step) if step <= 4 * target else target
+
+
 INTENTION_SCHEMA = pa.schema([
     ("intention_id", pa.string()), ("pair_id", pa.string()), ("asin_a", pa.string()), ("asin_b", pa.string()),
     ("relation", pa.string()), ("intention", pa.string()), ("verdict", pa.string()), ("reason", pa.string()),
@@ -241,7 +256,7 @@ def _product_record(p: Product) -> dict:
 
 def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_dir: str | Path, backend: Backend,
                 options: DistillOptions, *, shard: tuple[int, int] = (0, 1), max_pairs: int | None = None,
-                chunk_pairs: int = DEFAULT_CHUNK_PAIRS, progress: bool = True,
+                chunk_pairs: int | None = None, progress: bool = True,
                 run_info: dict | None = None) -> DistillSummary:
     """Distill ``pairs`` (from :func:`mind_core.loaders.amazon.load_amazon_metadata`) into ``out_dir``,
     resuming from what is there. See the module docstring for the layout and guarantees."""
@@ -257,6 +272,7 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     mine = select_pairs(pairs, max_pairs=max_pairs, shard=shard)
     relations = list(options.relations)
+    chunk_pairs = chunk_pairs or default_chunk_pairs(backend, len(relations))
     summary = DistillSummary(out_dir=str(out), source=source, shard=f"shard {i}/{n}", pairs=len(mine),
                              relations=len(relations), total_rows=len(mine) * len(relations))
 

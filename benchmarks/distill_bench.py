@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Distillation throughput: the batch path against a fake OpenAI server, and the offline fallback on this machine.
+
+1. OpenAI-compatible backend: ``run_distill`` (the code behind ``python -m mind_core distill``: chunking,
+   one generate() per stage, Parquet parts) against ``tests/doubles/fake_openai_server.py`` answering every call
+   after ``--latency`` seconds (default 0.2 s, a stand-in for a GPU server's per-request time; the fake server
+   itself is not a bottleneck: it sleeps in a thread per request). Concurrency 1, 8 and 32, in one run, same
+   workload shape: ``--relations`` (default 3) per pair, stage 1 off (every product has a description), stages 2
+   and 3 on, so each pair costs 2 x relations calls. Reported: pairs/minute, calls/second, the ratio to
+   concurrency 1, and the ideal ratio (latency-bound).
+2. Offline fallback (``make_backend("offline")``): load time, then wall seconds for one pair x 3 relations
+   (``run_pair``: 3 intentions + 3 filters, no images, no stage 1), and the texts it wrote.
+
+    .venv/bin/python benchmarks/distill_bench.py [--latency 0.2] [--skip-offline] [--offline-pairs 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from mind_core.distill.batch import run_distill  # noqa: E402
+from mind_core.distill.pipeline import DistillOptions, run_pair  # noqa: E402
+from mind_core.lvlm.base import GenParams  # noqa: E402
+from mind_core.paths import SAMPLE_DATA_DIR  # noqa: E402
+from mind_core.schema import CoBuyPair, Product  # noqa: E402
+
+RELATIONS = ["usedFor", "isA", "cause"]
+
+
+def sample_pairs(limit: int) -> tuple[dict[str, Product], list[CoBuyPair]]:
+    """Distinct co-buy pairs (with stage-1 descriptions) from the vendored MIND sample."""
+    src = next(p for p in (SAMPLE_DATA_DIR, REPO.parent / "shared" / "data" / "mind_sample")
+               if (p / "intentions.jsonl").exists())
+    products: dict[str, Product] = {}
+    pairs: dict[str, CoBuyPair] = {}
+    with open(src / "intentions.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            for k in ("product_a", "product_b"):
+                p = r[k]
+                products.setdefault(p["asin"], Product(p["asin"], p["title"], p["description"], [], p["category"]))
+            pair = CoBuyPair(r["product_a"]["asin"], r["product_b"]["asin"])
+            if pair.asin_a != pair.asin_b:
+                pairs.setdefault(pair.pair_id, pair)
+            if len(pairs) >= limit:
+                break
+    return products, list(pairs.values())
+
+
+def bench_openai(latency: float, levels: list[int], seconds: float, relations: list[str]) -> list[dict]:
+    from doubles.fake_openai_server import FakeOpenAIServer
+
+    from mind_core.lvlm import make_backend
+
+    calls_per_pair = 2 * len(relations)
+    results = []
+    with FakeOpenAIServer(latency_s=latency) as srv:
+        for c in levels:
+            # enough pairs for ~`seconds` of latency-bound work at this concurrency
+            n_pairs = max(4, round(seconds * c / (latency * calls_per_pair)))
+            products, pairs = sample_pairs(n_pairs)
+            backend = make_backend("openai", endpoint=srv.url, concurrency=c)
+            opts = DistillOptions(relations=relations, use_images=False, describe="never",
+                                  params=GenParams(max_new_tokens=128))
+            srv.reset_stats()
+            with tempfile.TemporaryDirectory() as out:
+                t0 = time.perf_counter()
+                summary = run_distill(products, pairs, out, backend, opts, progress=False)
+                wall = time.perf_counter() - t0
+            backend.close()
+            assert summary.written == len(pairs) * len(relations), summary.text()
+            results.append({"concurrency": c, "pairs": len(pairs), "calls": len(srv.requests), "wall_s": wall,
+                            "pairs_per_min": len(pairs) / wall * 60, "calls_per_s": len(srv.requests) / wall,
+                            "max_active": srv.max_active})
+    base = results[0]["pairs_per_min"]
+    for r in results:
+        r["ratio"] = r["pairs_per_min"] / base
+    return results
+
+
+def bench_offline(n_pairs: int) -> dict:
+    from mind_core.lvlm import make_backend
+
+    products, pairs = sample_pairs(max(1, n_pairs))
+    t0 = time.perf_counter()
+    backend = make_backend("offline")
+    load_s = time.perf_counter() - t0
+    out = {"model": backend.model, "load_s": load_s, "pairs": [], "engine": getattr(backend, "engine", "?")}
+    try:
+        for pair in pairs[:n_pairs]:
+            a, b = products[pair.asin_a], products[pair.asin_b]
+            t1 = time.perf_counter()
+            res = run_pair(a, b, backend, DistillOptions(relations=RELATIONS, use_images=False, describe="never"))
+            out["pairs"].append({"a": a.title, "b": b.title, "seconds": time.perf_counter() - t1,
+                                 "rows": res.rows, "errors": res.errors})
+    finally:
+        backend.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, default=0.2, help="fake server seconds per call (default 0.2)")
+    ap.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
+    ap.add_argument("--seconds", type=float, default=6.0, help="target latency-bound seconds per level")
+    ap.add_argument("--skip-offline", action="store_true")
+    ap.add_argument("--offline-pairs", type=int, default=1)
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    import os
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; fake server latency "
+          f"{args.latency * 1000:.0f} ms/call; {len(RELATIONS)} relations/pair -> {2 * len(RELATIONS)} calls/pair "
+          "(intention + filter)\n")
+    rows = bench_openai(args.latency, levels, args.seconds, RELATIONS)
+    print("| concurrency | pairs | calls | wall s | pairs/min | calls/s | ratio vs 1 | ideal | max in flight |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['concurrency']} | {r['pairs']} | {r['calls']} | {r['wall_s']:.1f} | {r['pairs_per_min']:.1f} | "
+              f"{r['calls_per_s']:.1f} | {r['ratio']:.1f}x | {r['concurrency']}x | {r['max_active']} |")
+    result = {"openai": rows}
+    if not args.skip_offline:
+        print("\noffline fallback (text-only), 1 pair x 3 relations, no images, no stage 1:")
+        off = bench_offline(args.offline_pairs)
+        result["offline"] = off
+        print(f"model {off['model']} (engine {off['engine']}), load {off['load_s']:.1f} s")
+        for p in off["pairs"]:
+            print(f"pair: A = {p['a'][:70]!r}\n      B = {p['b'][:70]!r}\n"
+                  f"seconds for 3 relations (3 intentions + 3 filters): {p['seconds']:.1f} s")
+            for row in p["rows"]:
+                print(f"  [{row['relation']}] {row['intention']}\n      filter: {row['verdict']} "
+                      f"(p_yes={row['p_yes'] if row['p_yes'] is None else round(row['p_yes'], 3)}) "
+                      f"{(row['reason'] or '')[:200]!r}  flags={row['flags']}")
+            for e in p["errors"]:
+                print(f"  error: {e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
