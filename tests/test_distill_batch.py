@@ -278,3 +278,22 @@ def test_rows_have_the_kb_columns(tmp_path):
     assert tuple(table.column_names) == INTENTION_COLUMNS
     assert str(table.schema.field("p_yes").type) == "double"
     assert os.path.getsize(part) > 0
+
+
+def test_describe_always_persists_stage_one_and_does_not_repeat_it(tmp_path):
+    meta = load_amazon_metadata(FIXTURE)
+    opts = DistillOptions(relations=["usedFor"], use_images=False, describe="always")
+    out = tmp_path / "o"
+    first = ScriptedBackend()
+    s1 = run_distill(meta.products, meta.pairs, out, first, opts, max_pairs=3, progress=False)
+    asins = {a for p in meta.pairs[:3] for a in (p.asin_a, p.asin_b)}
+    describe_prompts = [r for c in first.calls for r in c if not r.prefill and not r.want_yes_prob]
+    assert s1.described == len(asins) == len(describe_prompts)
+    stored = batch.read_products(out)
+    assert all(stored[a]["description"].startswith("Stretchy gloves") for a in asins)
+    # more pairs later: only the products not described yet go through stage 1
+    second = ScriptedBackend()
+    s2 = run_distill(meta.products, meta.pairs, out, second, opts, max_pairs=6, progress=False)
+    new = {a for p in meta.pairs[3:6] for a in (p.asin_a, p.asin_b)} - asins
+    assert s2.described == len(new)
+    assert load_inputs([out]).products[next(iter(asins))]["description"].startswith("Stretchy gloves")
