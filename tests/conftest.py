@@ -38,3 +38,42 @@ def fake_openai():
 
     with FakeOpenAIServer() as srv:
         yield srv
+
+
+# --- KB fixtures (tests/test_kb.py, test_cli.py, test_app*.py, browser tests) ------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "data" / "mind_sample"
+
+
+@pytest.fixture(scope="session")
+def sample_kb_dir(tmp_path_factory) -> Path:
+    """The full vendored MIND sample built into a KB once per session (embeddings come from the persistent
+    embedding cache after the first build on a machine)."""
+    from mind_core.kb import build_kb
+
+    out = tmp_path_factory.mktemp("kb") / "sample"
+    build_kb([SAMPLE_DIR], out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_kb(sample_kb_dir):
+    from mind_core.kb import KnowledgeBase
+
+    return KnowledgeBase(sample_kb_dir)
+
+
+@pytest.fixture(scope="session")
+def small_input_dir(tmp_path_factory) -> Path:
+    """First 120 sample intentions + their products, in the sample's JSONL layout."""
+    import json
+
+    d = tmp_path_factory.mktemp("small_input")
+    lines = (SAMPLE_DIR / "intentions.jsonl").read_text(encoding="utf-8").splitlines()[:120]
+    (d / "intentions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    asins = {json.loads(l)[k]["asin"] for l in lines for k in ("product_a", "product_b")}
+    prods = [l for l in (SAMPLE_DIR / "products.jsonl").read_text(encoding="utf-8").splitlines()
+             if json.loads(l)["asin"] in asins]
+    (d / "products.jsonl").write_text("\n".join(prods) + "\n", encoding="utf-8")
+    return d

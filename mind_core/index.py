@@ -1,0 +1,126 @@
+"""FAISS index over intention embeddings. Vector id = row number in the KB's intentions table.
+
+Index kinds (``--index``), each described by a FAISS ``index_factory`` string that is recorded in the manifest:
+
+* ``flat``: exact inner product on L2-normalised vectors (cosine), ``"Flat"``;
+* ``ivf``: inverted lists, ``"IVF<nlist>,Flat"`` with nlist ≈ 4·√N (power of two), searched with ``nprobe``;
+* ``hnsw``: graph index ``"HNSW32"`` searched with ``efSearch``;
+* ``auto``: ``flat`` below :data:`AUTO_FLAT_MAX` vectors, ``ivf`` above (rule and numbers in README, Performance).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+AUTO_FLAT_MAX = 50_000
+DEFAULT_NPROBE = 32
+DEFAULT_EF_SEARCH = 128
+HNSW_M = 32
+
+
+@dataclass
+class IndexSpec:
+    kind: str              # flat | ivf | hnsw (resolved, never "auto")
+    factory: str           # faiss index_factory string
+    search_params: dict    # e.g. {"nprobe": 32} or {"efSearch": 128}
+
+
+def ivf_nlist(n: int) -> int:
+    """≈ 4·√N rounded to a power of two, at least 16, and at most N/39 so every list trains on ≥ 39 points."""
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 2 ** round(math.log2(target))
+    return int(max(16, min(nlist, 2 ** int(math.log2(max(n // 39, 16))))))
+
+
+def choose_spec(kind: str, n: int) -> IndexSpec:
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+    if kind == "auto":
+        kind = "flat" if n < AUTO_FLAT_MAX else "ivf"
+    if kind == "flat":
+        return IndexSpec("flat", "Flat", {})
+    if kind == "ivf":
+        if n < 16 * 39:
+            raise ValueError(f"an IVF index needs at least {16 * 39} vectors to train, got {n}; use --index flat")
+        nlist = ivf_nlist(n)
+        return IndexSpec("ivf", f"IVF{nlist},Flat", {"nprobe": min(DEFAULT_NPROBE, nlist)})
+    return IndexSpec("hnsw", f"HNSW{HNSW_M}", {"efSearch": DEFAULT_EF_SEARCH})
+
+
+def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0):
+    """Build (train + add) a FAISS inner-product index over ``vectors`` (float32, normalised); ids = row numbers."""
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = x.shape
+    index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+    if spec.kind == "hnsw":
+        index.hnsw.efConstruction = 40
+    if not index.is_trained:
+        nlist = faiss.extract_index_ivf(index).nlist
+        rng = np.random.default_rng(seed)
+        n_train = min(n, 64 * nlist)
+        train = x[np.sort(rng.choice(n, size=n_train, replace=False))] if n_train < n else x
+        log.info("training %s on %d vectors", spec.factory, n_train)
+        index.train(train)
+    index.add(x)
+    apply_search_params(index, spec.search_params)
+    return index
+
+
+def apply_search_params(index, params: dict) -> None:
+    import faiss
+
+    ps = faiss.ParameterSpace()
+    for key, value in params.items():
+        ps.set_index_parameter(index, key, value)
+
+
+def save_index(index, path: Path) -> None:
+    import faiss
+
+    tmp = Path(str(path) + ".tmp")
+    faiss.write_index(index, str(tmp))
+    tmp.replace(path)
+
+
+def load_index(path: Path, *, mmap: bool = True):
+    """Read an index; memory-mapped when FAISS supports it for this index type (falls back to a normal read)."""
+    import faiss
+
+    if mmap:
+        try:
+            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError as err:
+            log.debug("mmap read of %s not supported (%s); reading into memory", path, err)
+    return faiss.read_index(str(path))
+
+
+def search(index, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
+           params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids) per query; ``allowed_ids`` restricts results to those row numbers (facet filters).
+    Missing results have id -1."""
+    import faiss
+
+    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    k = max(1, min(int(k), index.ntotal))
+    if allowed_ids is None:
+        return index.search(q, k)
+    if len(allowed_ids) == 0:
+        return np.full((len(q), k), -np.inf, dtype=np.float32), np.full((len(q), k), -1, dtype=np.int64)
+    sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+    params = params or {}
+    if "nprobe" in params:
+        sp = faiss.SearchParametersIVF(sel=sel, nprobe=int(params["nprobe"]))
+    elif "efSearch" in params:
+        sp = faiss.SearchParametersHNSW(sel=sel, efSearch=int(params["efSearch"]))
+    else:
+        sp = faiss.SearchParameters(sel=sel)
+    return index.search(q, k, params=sp)

@@ -1,0 +1,54 @@
+"""FAISS index kinds, save/load (memory-mapped) round trip, auto rule, filtered search."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mind_core.index import AUTO_FLAT_MAX, build_index, choose_spec, ivf_nlist, load_index, save_index, search
+
+
+def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim))
+    x = centres[rng.integers(0, 20, n)] + 0.3 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_auto_rule():
+    assert choose_spec("auto", AUTO_FLAT_MAX - 1).factory == "Flat"
+    spec = choose_spec("auto", 1_264_441)
+    assert spec.kind == "ivf" and spec.factory == f"IVF{ivf_nlist(1_264_441)},Flat" and spec.search_params["nprobe"] > 0
+    assert choose_spec("hnsw", 10).factory.startswith("HNSW")
+    with pytest.raises(ValueError, match="at least"):
+        choose_spec("ivf", 100)
+    with pytest.raises(ValueError, match="unknown index kind"):
+        choose_spec("lsh", 100)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_save_load_mmap_round_trip(tmp_path, kind):
+    x = clustered(4000)
+    index = build_index(x, choose_spec(kind, len(x)))
+    path = tmp_path / "i.faiss"
+    save_index(index, path)
+    loaded = load_index(path, mmap=True)
+    assert loaded.ntotal == 4000
+    spec = choose_spec(kind, len(x))
+    from mind_core.index import apply_search_params
+    apply_search_params(loaded, spec.search_params)
+    s1, i1 = search(index, x[:20], 5)
+    s2, i2 = search(loaded, x[:20], 5)
+    assert np.array_equal(i1, i2)
+    assert (i2[:, 0] == np.arange(20)).mean() >= 0.9  # a vector finds itself
+
+
+def test_filtered_search_respects_allowed_ids():
+    x = clustered(3000, seed=1)
+    index = build_index(x, choose_spec("flat", len(x)))
+    allowed = np.arange(0, 3000, 7)
+    scores, ids = search(index, x[5], 10, allowed_ids=allowed)
+    assert set(ids[0]) <= set(allowed)
+    exact = np.argsort(-(x[allowed] @ x[5]))[:10]
+    assert list(ids[0]) == list(allowed[exact])
+    _, none = search(index, x[5], 10, allowed_ids=np.array([], dtype=np.int64))
+    assert (none == -1).all()
