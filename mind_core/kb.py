@@ -107,7 +107,7 @@ def _why_rebuild(out: Path, wanted: dict[str, Any]) -> str | None:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as err:
         return f"manifest unreadable ({err})"
-    for key in ("manifest_version", "embed_model", "index_request", "skip_bad"):
+    for key in ("manifest_version", "embed_model", "index_request", "skip_bad", "vectors"):
         if manifest.get(key) != wanted[key]:
             return f"{key} changed ({manifest.get(key)!r} -> {wanted[key]!r})"
     old = {(i["sha256"], i["bytes"]) for i in manifest.get("inputs", [])}
@@ -130,7 +130,12 @@ def artifact_problem(kb_dir: Path, manifest: dict[str, Any]) -> str | None:
 
 def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str | None = None,
              index_kind: str = "auto", skip_bad: bool = False, force: bool = False,
-             progress: bool = True, batch_size: int = 64) -> BuildResult:
+             progress: bool = True, batch_size: int = 64, vectors: str | Path | None = None) -> BuildResult:
+    """Build (or verify) the KB folder ``out`` from ``inputs``.
+
+    ``vectors``: optional ``.npy`` file of precomputed intention embeddings (float16/32, one row per intention
+    row in input order, same dimension as ``embed_model``, which still encodes queries) — e.g. computed on a GPU
+    elsewhere. Loaded with ``allow_pickle=False``."""
     from mind_core.embed import default_model_name, get_embedder
     from mind_core.index import build_index, choose_spec, save_index
     from mind_core.loaders.kb_files import expand_inputs, load_inputs
@@ -143,6 +148,7 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     wanted = {
         "manifest_version": MANIFEST_VERSION, "embed_model": embed_model, "index_request": index_kind,
         "skip_bad": skip_bad, "inputs": _input_fingerprint(files),
+        "vectors": _input_fingerprint([Path(vectors)])[0] if vectors else None,
     }
     reason = "--force" if force else _why_rebuild(out, wanted)
     if reason is None:
@@ -166,9 +172,12 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     _write_parquet(ptab, out / PRODUCTS_FILE)
 
     embedder = get_embedder(embed_model)
-    texts = [r["intention"] for r in loaded.intentions]
     t_embed = time.perf_counter()
-    vecs = embedder.encode_cached(texts, batch_size=batch_size, progress=progress)
+    if vectors:
+        vecs = _load_vectors(Path(vectors), len(loaded.intentions), embedder.dim, loaded.report.skipped)
+    else:
+        texts = [r["intention"] for r in loaded.intentions]
+        vecs = embedder.encode_cached(texts, batch_size=batch_size, progress=progress)
     embed_s = time.perf_counter() - t_embed
     _atomic_write_bytes(out / EMBEDDINGS_FILE, lambda tmp: np.save(open(tmp, "wb"), vecs.astype(np.float16)))
 
@@ -200,6 +209,23 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     }
     _atomic_write_bytes(out / MANIFEST_FILE, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     return BuildResult("built", reason, manifest, time.perf_counter() - t0)
+
+
+def _load_vectors(path: Path, n_rows: int, dim: int, skipped: int) -> np.ndarray:
+    if skipped:
+        raise KBError(f"--vectors needs every input row: {skipped} rows were skipped, so rows and vectors no "
+                      "longer line up; fix the input instead of using --skip-bad")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise KBError(f"{path}: not a readable .npy array ({err})") from None
+    if arr.ndim != 2 or arr.shape != (n_rows, dim):
+        raise KBError(f"{path}: shape {arr.shape}, expected ({n_rows}, {dim}) = (intention rows, embedding dim)")
+    vecs = np.asarray(arr, dtype=np.float32)
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    if not np.isfinite(vecs).all() or (norms == 0).any():
+        raise KBError(f"{path}: vectors contain NaN/inf or all-zero rows")
+    return vecs / norms
 
 
 # --- open / query ----------------------------------------------------------------------------------------------

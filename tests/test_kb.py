@@ -132,3 +132,22 @@ def test_stale_or_broken_kb_is_detected(small_input_dir, tmp_path):
         KnowledgeBase(tmp_path)
     with pytest.raises(KBError, match="does not exist"):
         KnowledgeBase(tmp_path / "missing")
+
+
+def test_precomputed_vectors(small_input_dir, tmp_path):
+    from mind_core.embed import get_embedder
+    from mind_core.loaders.kb_files import load_inputs
+
+    texts = [r["intention"] for r in load_inputs([small_input_dir]).intentions]
+    vecs = get_embedder().encode(texts) * 3.0  # unnormalised on purpose: build-kb normalises
+    np.save(tmp_path / "v.npy", vecs.astype(np.float16))
+    res = build_kb([small_input_dir], tmp_path / "kb", vectors=tmp_path / "v.npy", progress=False)
+    assert res.status == "built" and res.manifest["vectors"]["bytes"] == (tmp_path / "v.npy").stat().st_size
+    kb = KnowledgeBase(tmp_path / "kb")
+    assert kb.search(texts[5], k=1).iloc[0]["intention"] == texts[5]
+    np.save(tmp_path / "bad.npy", vecs[:10])
+    with pytest.raises(KBError, match=r"shape \(10, 384\), expected \(120, 384\)"):
+        build_kb([small_input_dir], tmp_path / "kb2", vectors=tmp_path / "bad.npy", progress=False)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(KBError, match="not a readable .npy"):
+        build_kb([small_input_dir], tmp_path / "kb3", vectors=tmp_path / "obj.npy", progress=False)

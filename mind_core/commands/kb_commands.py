@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip and count invalid rows instead of stopping")
     p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
+    p.add_argument("--vectors", default=None, metavar="FILE.npy",
+                   help="precomputed intention embeddings (one row per input intention, in input order, same "
+                        "dimension as --embed-model, which still encodes queries); e.g. computed on a GPU")
     p.set_defaults(handler=cmd_build_kb)
 
     p = sub.add_parser("search", help="semantic search over a KB's intentions")
@@ -85,7 +88,8 @@ def cmd_build_kb(args) -> int:
 
     try:
         res = build_kb(args.input, args.out, embed_model=args.embed_model, index_kind=args.index,
-                       skip_bad=args.skip_bad, force=args.force, batch_size=args.batch_size)
+                       skip_bad=args.skip_bad, force=args.force, batch_size=args.batch_size,
+                       vectors=args.vectors)
     except (KBError, ValueError) as err:
         if type(err).__name__ == "ValidationError":
             raise
