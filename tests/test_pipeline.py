@@ -135,6 +135,8 @@ def test_require_images_stops_before_any_call():
     res = run_pair(HAT, SCARF, be, DistillOptions(relations=["usedFor"], require_images=True),
                    images={"B001": Image.new("RGB", (8, 8)), "B003": None})
     assert be.calls == [] and res.rows == [] and "B003" in res.fatal_error
+    res = run_pair(HAT, SCARF, be, DistillOptions(relations=["usedFor"], require_images=True, use_images=False))
+    assert be.calls == [] and "B001" in res.fatal_error and "B003" in res.fatal_error
 
 
 def test_request_errors_unparsed_filter_and_fatal_backend_error():

@@ -251,8 +251,9 @@ def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions 
     res.images, res.image_failures = product_images(products, opts, images)
     for p in products:
         yield ev("image", asin=p.asin, image=res.images.get(p.asin), text=res.image_failures.get(p.asin))
-    if opts.require_images and res.image_failures:
-        missing = ", ".join(f"{k} ({v})" for k, v in res.image_failures.items())
+    if opts.require_images and any(res.images.get(p.asin) is None for p in products):
+        missing = ", ".join(f"{p.asin} ({res.image_failures.get(p.asin, 'images turned off')})"
+                            for p in products if res.images.get(p.asin) is None)
         res.fatal_error = f"images required but missing for {missing}"
         yield ev("error", stage="images", text=res.fatal_error)
         yield ev("done", result=res)
