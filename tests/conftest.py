@@ -77,3 +77,7 @@ def small_input_dir(tmp_path_factory) -> Path:
              if json.loads(l)["asin"] in asins]
     (d / "products.jsonl").write_text("\n".join(prods) + "\n", encoding="utf-8")
     return d
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: loads a real local model (seconds to a minute); once per session")
