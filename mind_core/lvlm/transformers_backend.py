@@ -20,6 +20,7 @@ be loaded (offline and not cached), a config that is not a vision-language model
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -146,8 +147,13 @@ class TransformersBackend:
         t0 = time.perf_counter()
         try:
             self.processor = AutoProcessor.from_pretrained(source, **common)
-        except (OSError, ValueError, TypeError) as err:
-            raise BackendError(f"could not load the processor of {self.model!r}: {_first_line(err)}") from None
+        except Exception as err:  # noqa: BLE001 - processors fail in many ways (missing torchvision, ...)
+            hint = ""
+            if importlib.util.find_spec("torchvision") is None:
+                hint = (" (some processors, e.g. Qwen2-VL's with its video processor, need torchvision: "
+                        f"pip install torchvision matching torch {torch.__version__})")
+            raise BackendError(f"could not load the processor of {self.model!r}: {type(err).__name__}: "
+                               f"{_first_line(err)}{hint}") from None
         if getattr(self.processor, "image_processor", None) is None or not hasattr(self.processor, "tokenizer"):
             raise BackendError(f"{self.model!r} has no image processor + tokenizer pair (AutoProcessor gave "
                                f"{type(self.processor).__name__}); it is not a usable vision-language model folder")
