@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "mind_core.commands.kb_commands",
     "mind_core.commands.distill_commands",
+    "mind_core.commands.eval_commands",
 )
 
 

@@ -19,7 +19,9 @@ Modes (``mode``):
   (``filter_answer``: "yes", "no" or "hash" = by a hash of the prompt) and, when asked, ``top_logprobs`` with
   P(Yes)=0.8 / P(No)=0.15 (or the reverse for "No"); intention prompts (they say ``begin your answer with "X"``) get
   text beginning with X — or, when the request ends with an assistant message and ``continue_final_message``, only
-  the continuation; other prompts get a short description.
+  the continuation; multiple-choice prompts (they end "Answer A or B or C or D only ...", IntentionQA) get
+  ``mcq_answer`` ("hash": one of the offered letters by a hash of the prompt, followed by "."; any other string is
+  returned verbatim); other prompts get a short description.
 * ``fail_500`` / ``fail_429`` / ``malformed_json`` — the first ``fail_times`` requests (all when None) fail with
   HTTP 500, HTTP 429 + ``Retry-After: retry_after`` or a 200 whose body is not JSON; later ones are normal.
 * ``slow`` — sleeps ``slow_s`` before answering (longer than a client's read timeout).
@@ -44,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _SETTABLE = {"mode", "latency_s", "fail_times", "retry_after", "slow_s", "filter_answer", "logprobs",
-             "intention_style", "api_key", "model"}
+             "intention_style", "api_key", "model", "mcq_answer"}
 
 
 def _top(first: str, pairs: list[tuple[str, float]]) -> dict[str, Any]:
@@ -57,10 +59,11 @@ class FakeOpenAIServer:
     def __init__(self, *, mode: str = "normal", latency_s: float = 0.0, fail_times: int | None = None,
                  retry_after: float = 1.0, slow_s: float = 5.0, filter_answer: str = "hash", logprobs: bool = True,
                  intention_style: str = "opening", api_key: str | None = None, model: str = "fake-vlm",
-                 host: str = "127.0.0.1", port: int = 0):
+                 mcq_answer: str = "hash", host: str = "127.0.0.1", port: int = 0):
         self.mode, self.latency_s, self.fail_times = mode, latency_s, fail_times
         self.retry_after, self.slow_s, self.filter_answer = retry_after, slow_s, filter_answer
         self.logprobs, self.intention_style, self.api_key, self.model = logprobs, intention_style, api_key, model
+        self.mcq_answer = mcq_answer
         self.requests: list[dict[str, Any]] = []
         self.failures_served = 0
         self.active = 0
@@ -153,6 +156,12 @@ class FakeOpenAIServer:
                 text = "No, the two products serve unrelated needs, so I would buy them separately."
                 lp = _top("No", [("No", 0.8), ("Yes", 0.15), ("The", 0.05)])
             return text, ({"content": [lp]} if want_lp else None)
+        mcq = re.search(r"Answer ([A-Z](?: or [A-Z])+) only", user_text)
+        if mcq:
+            if self.mcq_answer != "hash":
+                return self.mcq_answer, None
+            letters = mcq.group(1).split(" or ")
+            return letters[int(hashlib.sha1(user_text.encode()).hexdigest(), 16) % len(letters)] + ".", None
         m = re.search(r'begin your answer with "([^"]+)"', user_text, flags=re.IGNORECASE)
         if m:
             tail = "outdoor activities, because the shopper wants to stay warm and dry on long hikes."

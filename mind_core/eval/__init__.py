@@ -1,0 +1,1 @@
+"""Evaluations of what the KB is good for. ``intentionqa``: the IntentionQA multiple-choice benchmark."""
