@@ -18,6 +18,7 @@ KB_STATE_KEY = "kb_path"
 #: The dashboard's pages, in menu order: (script, title, icon, url path, one-line purpose).
 PAGES: list[tuple[str, str, str, str, str]] = [
     ("pages/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
+    ("pages/intentionqa.py", "IntentionQA", "🎯", "intentionqa", "does the KB help answer purchase-intention questions?"),
 ]
 
 
