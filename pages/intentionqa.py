@@ -144,6 +144,11 @@ st.plotly_chart(fig, key="iqa_acc_chart")
 st.dataframe(summary.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}",
                                    "seconds": "{:.1f}"}), hide_index=True, key="iqa_summary")
 
+for other, base in iqa.KB_BASE.items():
+    if other in runs and base in runs:
+        d = iqa.paired_difference(runs[base]["result"]["predictions"], runs[other]["result"]["predictions"])
+        st.caption("Effect of the KB: " + iqa.format_difference(base, other, d))
+
 
 def _group_chart(field: str, title: str, key: str) -> None:
     recs = [{"method": m, "group": g, "accuracy": v["accuracy"], "n": v["n"],

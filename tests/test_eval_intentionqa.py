@@ -157,6 +157,18 @@ def test_bootstrap_is_seeded_and_sane():
     assert set(r1["per_typicality"]) == {"0.6", "0.7", "0.8", "0.9", "1.0"}
 
 
+def test_paired_difference(tmp_path):
+    qs = iqa.load_questions(write_jsonl(tmp_path / "q.jsonl", [record(f"q{i}", ["w", "x", "y", "z"], 0)
+                                                               for i in range(4)]))
+    base = [iqa.make_prediction(q, "embed", l) for q, l in zip(qs, "ABAB")]
+    other = [iqa.make_prediction(q, "embed+kb", l) for q, l in zip(qs, "AAAB")]
+    d = iqa.paired_difference(base, other, seed=1)
+    assert (d["n"], d["diff"], d["only_other_right"], d["only_base_right"]) == (4, 0.25, 1, 0)
+    assert d == iqa.paired_difference(base, other, seed=1) and d["ci95"][0] == 0.0 and 0.25 < d["ci95"][1] <= 1.0   # no negative differences
+    dicts = [{"key": p.key, "scored": p.scored, "correct": p.correct} for p in other]
+    assert iqa.paired_difference(base, dicts, seed=1) == d
+
+
 # --- methods end to end on 20 real questions ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -297,13 +309,15 @@ def cli(*args, env=None):
 def test_cli_methods_exclusion_and_json(sample_kb_dir, tmp_path):
     out = tmp_path / "res.json"
     proc = cli("--data", str(TASK2), "--kb", str(sample_kb_dir), "--method", "overlap", "--method", "embed+kb",
+               "--method", "embed",
                "--k", "3", "--exclude-kb-pairs", "--limit", "20", "--json", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "21 dropped because their pair is in the KB; evaluating 20" in proc.stderr
     assert "overlap" in proc.stdout and "embed+kb (k=3)" in proc.stdout
     res = json.loads(out.read_text())
     assert res["exclude_kb_pairs"] and res["n_excluded"] == 21 and res["tasks"] == ["intention_utilization"]
-    assert [r["method"] for r in res["results"]] == ["overlap", "embed+kb"]
+    assert [r["method"] for r in res["results"]] == ["overlap", "embed+kb", "embed"]
+    assert "embed+kb - embed: " in proc.stdout and res["kb_effect"][0]["n"] == res["results"][2]["n"]
     ekb = res["results"][1]
     assert len(ekb["predictions"]) == 20 and len(ekb["predictions"][0]["retrieved"]) == 3
     assert ekb["n"] + ekb["n_skipped_lt4"] == 20 and len(ekb["ci95"]) == 2

@@ -182,6 +182,14 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             if len(rel) > 1:
                 print("    by relation: " + ", ".join(
                     f"{r} {100 * v['accuracy']:.1f}% (n={v['n']})" for r, v in rel.items() if v["n"]))
+        by_method = {r.method: r for r in results}
+        differences = []
+        for other, base in iqa.KB_BASE.items():
+            if other in by_method and base in by_method:
+                d = iqa.paired_difference(by_method[base].predictions, by_method[other].predictions,
+                                          n_boot=args.bootstrap, seed=args.seed)
+                differences.append({"base": base, "other": other, **d})
+                print(iqa.format_difference(base, other, d))
     finally:
         if backend is not None:
             backend.close()
@@ -194,7 +202,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             "kb": str(kb.path) if kb is not None else None, "exclude_kb_pairs": args.exclude_kb_pairs,
             "n_file": n_file, "n_excluded": n_excluded, "limit": args.limit,
             "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "level": 0.95},
-            "results": [r.to_json() for r in results],
+            "results": [r.to_json() for r in results], "kb_effect": differences,
         }
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

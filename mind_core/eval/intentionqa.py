@@ -322,6 +322,31 @@ def summarize(preds: Sequence[Prediction], *, n_boot: int = DEFAULT_BOOTSTRAP, s
     return out
 
 
+def paired_difference(base: Sequence[Any], other: Sequence[Any], *, n_boot: int = DEFAULT_BOOTSTRAP,
+                      seed: int = 0) -> dict[str, Any]:
+    """Accuracy of ``other`` minus ``base`` on the questions both scored, with a paired percentile bootstrap
+    interval (questions resampled together, so the shared difficulty cancels out)."""
+    def get(p: Any, name: str) -> Any:     # Prediction objects or their JSON dicts (dashboard)
+        return p[name] if isinstance(p, dict) else getattr(p, name)
+
+    by_key = {get(p, "key"): p for p in other}
+    pairs = [(bool(get(p, "correct")), bool(get(by_key[get(p, "key")], "correct"))) for p in base
+             if get(p, "scored") and get(p, "key") in by_key and get(by_key[get(p, "key")], "scored")]
+    diff = np.array([int(o) - int(b) for b, o in pairs], dtype=np.float64)
+    lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed) if len(diff) else (math.nan, math.nan)
+    return {"n": len(pairs), "diff": float(diff.mean()) if len(diff) else math.nan, "ci95": [lo, hi],
+            "only_other_right": int((diff > 0).sum()), "only_base_right": int((diff < 0).sum())}
+
+
+KB_BASE = {"embed+kb": "embed", "lvlm+kb": "lvlm"}
+
+
+def format_difference(base: str, other: str, d: dict[str, Any]) -> str:
+    return (f"{other} - {base}: {100 * d['diff']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
+            f"(paired bootstrap, n={d['n']}; {d['only_other_right']} questions only {other} gets right, "
+            f"{d['only_base_right']} only {base})")
+
+
 # --- the methods -------------------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"[a-z0-9]+")
