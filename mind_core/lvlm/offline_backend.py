@@ -25,7 +25,8 @@ sampling per :class:`GenParams`, with settings tuned for a 135M model (all optio
 
 * ``max_new_tokens_cap`` (default 200) for intentions and ``filter_max_new_tokens`` (80) for filter answers: the
   small model drifts and repeats beyond that; ``stop_at_blank_line`` (True) ends the answer at its first blank
-  line (it tends to start a second, unrelated answer);
+  line (it tends to start a second, unrelated answer); ``min_new_tokens_after_prefill`` (8) bans the end token
+  right after a prefill (it often stops at "... they both can.");
 * ``repetition_penalty`` (1.15) applied to the *generated* tokens only, so product names from the prompt stay
   usable;
 * ``max_description_words`` (60): each ``Description of product X:`` line of the prompt is cut to that many
@@ -277,7 +278,8 @@ class OfflineBackend:
     def __init__(self, *, model_path: str | os.PathLike[str] | None = None, engine: str = "auto",
                  n_threads: int | None = None, ocr: bool = True, max_new_tokens_cap: int = 200,
                  filter_max_new_tokens: int = 80, repetition_penalty: float = 1.15, max_description_words: int = 60,
-                 force_yes_no: bool = True, stop_at_blank_line: bool = True, n_ctx: int = 4096,
+                 force_yes_no: bool = True, stop_at_blank_line: bool = True, min_new_tokens_after_prefill: int = 8,
+                 n_ctx: int = 4096,
                  cache: bool = True, cache_dir: str | os.PathLike[str] | None = None):
         if engine not in ENGINES:
             raise BackendError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -304,6 +306,7 @@ class OfflineBackend:
         self.filter_max_new_tokens = int(filter_max_new_tokens)
         self.force_yes_no = bool(force_yes_no)
         self.stop_at_blank_line = bool(stop_at_blank_line)
+        self.min_new_tokens_after_prefill = max(0, int(min_new_tokens_after_prefill))
         self.repetition_penalty = float(repetition_penalty)
         self.max_description_words = int(max_description_words)
         self.n_ctx = int(n_ctx)
@@ -511,7 +514,8 @@ class OfflineBackend:
                 forced = "Yes," if p_yes >= 0.5 else "No,"
                 meta["forced_first_word"] = forced[:-1]
                 ids = self._tokenize(text + forced)
-        completion, n_new, finish = self._complete(ids, params, max_new)
+        min_new = min(max_new, self.min_new_tokens_after_prefill) if req.prefill else 0
+        completion, n_new, finish = self._complete(ids, params, max_new, min_new)
         completion = completion.strip()
         if self.stop_at_blank_line and "\n\n" in completion:
             completion = completion.split("\n\n", 1)[0].rstrip()
@@ -547,9 +551,11 @@ class OfflineBackend:
         probs = np.exp(logits - logits.max())
         return probs / probs.sum()
 
-    def _complete(self, ids: list[int], params: GenParams, max_new: int) -> tuple[str, int, str | None]:
+    def _complete(self, ids: list[int], params: GenParams, max_new: int,
+                  min_new: int = 0) -> tuple[str, int, str | None]:
         sample = bool(params.do_sample and params.temperature > 0)
-        penalty = _GeneratedRepetitionPenalty(len(ids), self.repetition_penalty)
+        eos = self._eos_id if self.engine == "llama_cpp" else self._tok.eos_token_id
+        penalty = _GeneratedRepetitionPenalty(len(ids), self.repetition_penalty, min_new, eos)
         if self.engine == "llama_cpp":
             from llama_cpp import LogitsProcessorList
 
@@ -592,13 +598,18 @@ class OfflineBackend:
 
 class _GeneratedRepetitionPenalty:
     """CTRL-style repetition penalty over the *generated* tokens only (the usual one also penalises the prompt,
-    which stops a small model from naming the products it was given)."""
+    which stops a small model from naming the products it was given), and no end-of-sequence before ``min_new``
+    generated tokens (a 135M model otherwise often stops right after a prefill such as "... they both can")."""
 
-    def __init__(self, prompt_len: int, penalty: float):
+    def __init__(self, prompt_len: int, penalty: float, min_new: int = 0, eos_id: int | None = None):
         self.prompt_len, self.penalty = prompt_len, float(penalty)
+        self.min_new, self.eos_id = int(min_new), eos_id
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:  # transformers LogitsProcessor
-        if self.penalty == 1.0 or input_ids.shape[1] <= self.prompt_len:
+        n_gen = input_ids.shape[1] - self.prompt_len
+        if self.eos_id is not None and n_gen < self.min_new:
+            scores[:, self.eos_id] = -float("inf")
+        if self.penalty == 1.0 or n_gen <= 0:
             return scores
         gen = input_ids[:, self.prompt_len:]
         picked = scores.gather(1, gen)
@@ -608,7 +619,10 @@ class _GeneratedRepetitionPenalty:
     def numpy(self, input_ids: Any, scores: Any) -> Any:  # llama_cpp logits processor (1-D numpy arrays)
         import numpy as np
 
-        if self.penalty == 1.0 or len(input_ids) <= self.prompt_len:
+        n_gen = len(input_ids) - self.prompt_len
+        if self.eos_id is not None and n_gen < self.min_new:
+            scores[self.eos_id] = -np.inf
+        if self.penalty == 1.0 or n_gen <= 0:
             return scores
         gen = np.unique(np.asarray(input_ids[self.prompt_len:], dtype=np.int64))
         vals = scores[gen]
