@@ -18,6 +18,9 @@ KB_STATE_KEY = "kb_path"
 #: The dashboard's pages, in menu order: (script, title, icon, url path, one-line purpose).
 PAGES: list[tuple[str, str, str, str, str]] = [
     ("pages/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
+    ("pages/products.py", "Products", "🛍️", "products", "a product, its co-buy partners and their intentions"),
+    ("pages/search.py", "Search", "🔎", "search", "semantic, keyword or hybrid search with facets; export"),
+    ("pages/categories.py", "Categories", "📊", "categories", "charts of relation types and categories; embedding map"),
     ("pages/intentionqa.py", "IntentionQA", "🎯", "intentionqa", "does the KB help answer purchase-intention questions?"),
 ]
 
