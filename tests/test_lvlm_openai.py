@@ -45,7 +45,8 @@ def test_normal_intention_and_filter(fake_openai):
     assert filt.text.startswith("Yes,")
     assert filt.p_yes == pytest.approx(0.8 / 0.95)
     assert filt.meta["p_yes_raw"] == pytest.approx(0.8) and filt.meta["p_no_raw"] == pytest.approx(0.15)
-    bodies = [r["body"] for r in fake_openai.requests]
+    # the two requests run concurrently: find each by its prompt, not by arrival order
+    bodies = sorted((r["body"] for r in fake_openai.requests), key=lambda b: "logprobs" in b)
     assert bodies[0]["messages"][0] == {"role": "system", "content": "be careful"}
     assert bodies[0]["temperature"] == 0.2 and bodies[0]["max_tokens"] == 64 and bodies[0]["seed"] == 3
     assert "logprobs" not in bodies[0]  # only filter questions ask for logprobs

@@ -540,9 +540,13 @@ class OfflineBackend:
         import numpy as np
 
         if self.engine == "llama_cpp":
-            self._llm.reset()
-            self._llm.eval(ids)
-            logits = np.asarray(self._llm.scores[self._llm.n_tokens - 1], dtype=np.float64)
+            llm = self._llm
+            llm.reset()
+            llm.eval(ids)
+            # llama-cpp-python >= 0.3 no longer copies logits into ``llm.scores`` unless logits_all=True;
+            # read the last position's logits from the context directly
+            ptr = llm._ctx.get_logits_ith(-1)
+            logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
         else:
             import torch
 
