@@ -141,7 +141,11 @@ def open_image(data: bytes | str | Path, *, max_bytes: int = MAX_IMAGE_BYTES,
                              f"{max_pixels / 1e6:.0f} megapixels. Use a smaller image.")
         try:
             im.load()  # animated GIF/WebP/APNG, multi-page TIFF: Image.open is positioned on the first frame
-            oriented = ImageOps.exif_transpose(im) or im  # returns a copy (or None on old Pillow with in_place)
+            try:
+                oriented = ImageOps.exif_transpose(im) or im  # a transposed copy when EXIF asks for it
+            except Exception as err:  # malformed EXIF in an untrusted file: keep the pixels as stored
+                log.debug("ignoring unreadable EXIF orientation: %s", err)
+                oriented = im
             rgb = _to_rgb(oriented)
             if rgb is im:
                 rgb = im.copy()
