@@ -154,3 +154,20 @@ def test_real_generation_with_smollm2(offline_backend):
     assert probs.sum() == pytest.approx(1.0)
     py, pn = probs[be._yes_ids].sum(), probs[be._no_ids].sum()
     assert f_resp.p_yes == pytest.approx(py / (py + pn), abs=1e-6)
+
+
+def test_repetition_penalty_spares_the_prompt_and_min_tokens_ban_eos():
+    import torch
+
+    proc = ob._GeneratedRepetitionPenalty(prompt_len=3, penalty=2.0, min_new=2, eos_id=0)
+    scores = torch.tensor([[1.0, 4.0, -2.0, 6.0, 8.0]])
+    # prompt = tokens 1, 2, 3; generated so far: token 4 -> only token 4 is penalised, EOS still banned (1 < 2)
+    out = proc(torch.tensor([[1, 2, 3, 4]]), scores.clone())
+    assert out[0, 1:4].tolist() == [4.0, -2.0, 6.0] and out[0, 4] == 4.0 and out[0, 0] == -float("inf")
+    # a negative logit is multiplied, and after 2 generated tokens EOS is allowed again
+    out = proc(torch.tensor([[1, 2, 3, 2, 4]]), scores.clone())
+    assert out[0, 2] == -4.0 and out[0, 0] == 1.0
+    # the numpy variant used with llama.cpp does the same on a 1-D array
+    arr = scores[0].numpy().copy()
+    res = proc.numpy(np.array([1, 2, 3, 4]), arr)
+    assert res[4] == 4.0 and res[3] == 6.0 and res[0] == -np.inf

@@ -316,6 +316,7 @@ class OfflineBackend:
         self._llm: Any = None
         self._tok: Any = None
         self._lock = threading.Lock()
+        self._gen_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OfflineBackend(model={self.model!r}, engine={self.engine!r}, text_only=True)"
@@ -478,7 +479,8 @@ class OfflineBackend:
         out = []
         for req in requests:
             try:
-                out.append(self._one(req, params))
+                with self._gen_lock:  # one generation at a time (llama.cpp contexts are not thread-safe)
+                    out.append(self._one(req, params))
             except BackendError:
                 raise
             except Exception as err:  # one bad request (e.g. an unreadable image) does not stop the batch
