@@ -5,6 +5,7 @@
 <kb>/products.parquet     asin, title, description, image_urls, category
 <kb>/embeddings.npy       float16 [n, dim] normalised intention embeddings (exact facet search, maps, scores)
 <kb>/index.faiss          FAISS index (factory string in the manifest)
+<kb>/scores.parquet       filter scores per intention row: grounding, typicality (mind_core.scores)
 <kb>/manifest.json        model, dim, index string, counts, input + artifact checksums
 ```
 
@@ -39,6 +40,7 @@ PRODUCTS_FILE = "products.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
+SCORES_FILE = "scores.parquet"
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 EXACT_SUBSET_MAX = 200_000  # facet subsets up to this size are searched exactly on the stored embeddings
 
@@ -114,6 +116,8 @@ def _why_rebuild(out: Path, wanted: dict[str, Any]) -> str | None:
     new = {(i["sha256"], i["bytes"]) for i in wanted["inputs"]}
     if old != new:
         return "input files changed"
+    if SCORES_FILE not in manifest.get("artifacts", {}):
+        return f"no {SCORES_FILE} yet (built before filter scores existed)"
     return artifact_problem(out, manifest)
 
 
@@ -186,9 +190,13 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     index = build_index(vecs, spec)
     index_s = time.perf_counter() - t_index
     save_index(index, out / INDEX_FILE)
+    from mind_core.scores import write_build_scores
+
+    scores_info = write_build_scores(out, loaded.intentions, loaded.products, vecs, embedder, grounding=not vectors,
+                                     batch_size=batch_size, progress=progress)
 
     artifacts = {name: {"bytes": (out / name).stat().st_size}
-                 for name in (INTENTIONS_FILE, PRODUCTS_FILE, EMBEDDINGS_FILE, INDEX_FILE)}
+                 for name in (INTENTIONS_FILE, PRODUCTS_FILE, EMBEDDINGS_FILE, INDEX_FILE, SCORES_FILE)}
     artifacts[INTENTIONS_FILE]["sha256"] = sha256_file(out / INTENTIONS_FILE)
     manifest = {
         **wanted,
@@ -206,6 +214,7 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
         "skipped_examples": loaded.report.errors,
         "artifacts": artifacts,
         "timings_s": {"embed": round(embed_s, 2), "index": round(index_s, 2)},
+        "scores": scores_info,
     }
     _atomic_write_bytes(out / MANIFEST_FILE, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     return BuildResult("built", reason, manifest, time.perf_counter() - t0)
@@ -318,6 +327,7 @@ class KnowledgeBase:
         self._index = None
         self._embeddings = None
         self._counts: dict[str, int] | None = None
+        self._scores: pd.DataFrame | None = None
 
     # -- lazily loaded heavy parts
     @property
@@ -347,6 +357,16 @@ class KnowledgeBase:
                                       f"{_rebuild_hint(self.path, self.manifest)}")
             self._embeddings = emb
         return self._embeddings
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """Filter scores aligned with ``intentions`` (p_yes, p_yes_rescored, grounding, typicality, ...);
+        see :func:`mind_core.scores.load_scores`. Loaded on first use."""
+        if self._scores is None:
+            from mind_core.scores import load_scores
+
+            self._scores = load_scores(self)
+        return self._scores
 
     @property
     def embed_model(self) -> str:
