@@ -57,7 +57,9 @@ if kb is None:
 files = iqa.data_files()
 with st.form("iqa_form"):
     c1, c2 = st.columns([2, 1])
+    names = [f.name for f in files]
     picked = c1.selectbox("Question file", [str(f) for f in files], key="iqa_file",
+                          index=names.index("task1_sample.jsonl") if "task1_sample.jsonl" in names else 0,
                           format_func=lambda p: Path(p).name,
                           help="data/intentionqa/ holds 60-question subsets; set MIND_INTENTIONQA_DIR to a folder "
                                "with the full files to offer them here.")
@@ -68,9 +70,9 @@ with st.form("iqa_form"):
     k = c1.slider("k (KB intentions per question)", 1, 20, iqa.DEFAULT_K, key="iqa_k")
     n = c2.number_input("Questions (random sample)", 5, 5000, 100, step=10, key="iqa_n")
     seed = c3.number_input("Seed (sample + bootstrap)", 0, 10_000, 0, key="iqa_seed")
-    exclude = c4.checkbox("Drop questions whose pair is in the KB", key="iqa_exclude",
-                          help="The MIND sample shares product pairs with IntentionQA; this measures the KB "
-                               "without that leakage.")
+    exclude = c4.checkbox("Drop KB pairs", key="iqa_exclude",
+                          help="Drop questions whose product pair is in the KB: the MIND sample shares pairs with "
+                               "IntentionQA, so this measures the KB without that leakage.")
     with st.expander("LVLM backend (lvlm / lvlm+kb)"):
         b1, b2, b3 = st.columns(3)
         kind = b1.selectbox("Backend", ["offline", "openai"], key="iqa_backend",
@@ -138,7 +140,7 @@ fig = go.Figure(go.Bar(
     x=summary["method"], y=100 * summary["accuracy"],
     error_y=dict(type="data", array=100 * (summary["ci_high"] - summary["accuracy"]),
                  arrayminus=100 * (summary["accuracy"] - summary["ci_low"])),
-    text=[f"{100 * a:.1f}%" for a in summary["accuracy"]], textposition="outside"))
+    text=[f"{100 * a:.1f}%" for a in summary["accuracy"]], textposition="inside", insidetextanchor="start"))
 fig.update_layout(yaxis_title="accuracy (%)", yaxis_range=[0, 105], height=360, margin=dict(t=20, b=20))
 st.plotly_chart(fig, key="iqa_acc_chart")
 st.dataframe(summary.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}",
@@ -208,5 +210,11 @@ kb_methods = [m for m in runs if preds[m][q["key"]].get("retrieved")]
 if kb_methods:
     hits = preds[kb_methods[0]][q["key"]]["retrieved"]
     st.markdown(f"**Retrieved KB intentions** (k = {len(hits)}, used by {', '.join(kb_methods)})")
-    st.dataframe(pd.DataFrame(hits)[["score", "weight", "relation", "pair_id", "intention"]], hide_index=True,
-                 key="iqa_hits")
+    titles = kb.products["title"]
+    hits_df = pd.DataFrame(hits)
+    hits_df["products"] = [" + ".join(str(titles.get(a, a))[:60] for a in pid.split("|")) for pid in hits_df["pair_id"]]
+    st.dataframe(hits_df[["score", "weight", "relation", "products", "intention"]], hide_index=True,
+                 key="iqa_hits", column_config={"intention": st.column_config.TextColumn(width="large")})
+    with st.expander("Full text of the retrieved intentions"):
+        for i, h in enumerate(hits, 1):
+            st.markdown(f"{i}. **{h['score']:.3f}** · `{h['relation']}` · {h['intention']}")
