@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "mind_core.commands.kb_commands",
     "mind_core.commands.distill_commands",
     "mind_core.commands.eval_commands",
+    "mind_core.commands.score_commands",
 )
 
 

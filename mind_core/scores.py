@@ -551,14 +551,25 @@ def now_utc() -> str:
 
 
 def scores_summary(kb) -> dict[str, Any]:
-    """Numbers for the README / a report: per score AUC vs verdict, best-F1 threshold, and per relation the
-    binary rule's kept rate. Pure reading of the KB; prints nothing."""
+    """Numbers for the README / the ``scores`` command: per score its ROC AUC against the verdicts and the
+    best-F1 threshold (with its metrics); per relation the binary rule's kept rate (strictest first) and each
+    score's AUC within the relation. Pure reading of the KB."""
     sc = kb.scores
-    verdicts = kb.intentions["verdict"]
-    out: dict[str, Any] = {"scores": {}}
-    for key in available_scores(sc):
+    df = kb.intentions
+    verdicts = df["verdict"]
+    keys = available_scores(sc)
+    out: dict[str, Any] = {"scores": {}, "relations": []}
+    for key in keys:
         hist = ScoreHistogram.build(sc[key], verdicts, fixed_range=SCORE_DEFS[key].fixed_range)
-        t = best_f1_threshold(hist)
-        m = hist.metrics(t)
-        out["scores"][key] = {"auc": roc_auc(sc[key], verdicts), "best_f1_threshold": t, **m.as_dict()}
+        m = hist.metrics(best_f1_threshold(hist))
+        out["scores"][key] = {"auc": roc_auc(sc[key], verdicts), **m.as_dict()}
+    codes = verdict_codes(verdicts)
+    relations = df["relation"].astype(object).to_numpy()
+    for rel in sorted(set(relations)):
+        sel = relations == rel
+        kept, judged = int((codes[sel] == YES).sum()), int((codes[sel] != UNJUDGED).sum())
+        out["relations"].append({"relation": rel, "kept": kept, "judged": judged,
+                                 "kept_rate": kept / judged if judged else math.nan,
+                                 "auc": {k: roc_auc(sc[k].to_numpy()[sel], verdicts[sel]) for k in keys}})
+    out["relations"].sort(key=lambda r: (r["kept_rate"], r["relation"]))
     return json.loads(json.dumps(out, default=float))
