@@ -530,6 +530,44 @@ def _group_codes(values) -> tuple[np.ndarray, list[str]]:
     return codes, names
 
 
+# --- everything a threshold page needs for one score --------------------------------------------------------------
+
+@dataclass
+class ScoreView:
+    """One score of one KB, prepared once (O(rows log rows)); then each threshold pair costs O(groups x bins)
+    plus the flipped rows themselves (binary search on the sorted scores)."""
+
+    key: str
+    hist: ScoreHistogram
+    order: np.ndarray          # positions of the rows with a value, by ascending score
+    sorted_scores: np.ndarray  # their scores
+    auc: float
+    nan: int
+    default_a: float           # keeps about as many rows as the binary rule
+    default_b: float           # best F1 against the verdicts
+
+    @classmethod
+    def build(cls, key: str, scores, verdicts, groups: Mapping[str, Sequence[object] | pd.Series] | None = None,
+              *, width: float = BIN_WIDTH) -> "ScoreView":
+        s = _as_scores(scores)
+        fixed = SCORE_DEFS[key].fixed_range if key in SCORE_DEFS else None
+        hist = ScoreHistogram.build(s, verdicts, groups, width=width, fixed_range=fixed)
+        valid = np.flatnonzero(~np.isnan(s))
+        order = valid[np.argsort(s[valid], kind="stable")]
+        codes = verdict_codes(verdicts)
+        judged = codes != UNJUDGED
+        yes_rate = float((codes == YES).sum() / judged.sum()) if judged.any() else 0.5
+        return cls(key, hist, order, s[order], roc_auc(s, verdicts), int(len(s) - len(valid)),
+                   threshold_for_kept_rate(hist, yes_rate), best_f1_threshold(hist))
+
+    def flip_rows(self, threshold_a: float, threshold_b: float) -> tuple[np.ndarray, str]:
+        """(row positions kept by exactly one threshold, by ascending score; "A" or "B" = which one keeps them)."""
+        lo, hi = sorted((threshold_a, threshold_b))
+        i = int(np.searchsorted(self.sorted_scores, lo, side="left"))
+        j = int(np.searchsorted(self.sorted_scores, hi, side="left"))
+        return self.order[i:j], ("A" if threshold_a < threshold_b else "B")
+
+
 # --- small helpers for pages / reports ---------------------------------------------------------------------------
 
 def threshold_for_kept_rate(hist: ScoreHistogram, rate: float) -> float:
