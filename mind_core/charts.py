@@ -15,43 +15,72 @@ VERDICT_LABELS = {"yes": "kept", "no": "filtered", None: "unjudged"}
 VERDICT_COLORS = {"kept": "#2e7d32", "filtered": "#c62828", "unjudged": "#9e9e9e"}
 
 
-def _verdict_label(verdict: pd.Series) -> pd.Series:
-    v = verdict.astype(object)
-    return v.map({"yes": "kept", "no": "filtered"}).fillna("unjudged")
+VERDICT_NAMES = np.array(["kept", "filtered", "unjudged"], dtype=object)
+
+
+def _codes(col: pd.Series, missing: str = "(none)") -> tuple[np.ndarray, list[str]]:
+    """(integer code per row, names): categorical codes when available (no string work at 1.26M rows);
+    missing values and empty strings are named ``missing``."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, names = col.cat.codes.to_numpy().astype(np.int64), [str(c) for c in col.cat.categories]
+    else:
+        codes, uniq = pd.factorize(col, sort=True)
+        codes, names = codes.astype(np.int64), [str(u) for u in uniq]
+    names = [n if n else missing for n in names] + [missing]
+    codes = np.where(codes < 0, len(names) - 1, codes)
+    # merge names that became equal (e.g. "" and missing)
+    uniq_names, inverse = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+    return inverse[codes], [str(u) for u in uniq_names]
+
+
+def verdict_codes(verdict: pd.Series) -> np.ndarray:
+    """0 = kept (yes), 1 = filtered (no), 2 = unjudged, per row."""
+    codes, names = _codes(verdict, missing="")
+    lut = np.array([0 if n == "yes" else 1 if n == "no" else 2 for n in names], dtype=np.int64)
+    return lut[codes]
+
+
+def _verdict_label(verdict: pd.Series) -> np.ndarray:
+    return VERDICT_NAMES[verdict_codes(verdict)]
 
 
 def relation_verdict_data(df: pd.DataFrame) -> pd.DataFrame:
     """Per relation: intentions, kept, filtered, unjudged, kept_rate (kept / judged), sorted by intentions desc."""
-    rel = df["relation"].astype(object).fillna("(none)")
-    v = df["verdict"].astype(object)
-    out = pd.DataFrame({
-        "intentions": rel.groupby(rel).size(),
-        "kept": (v == "yes").groupby(rel).sum(),
-        "filtered": (v == "no").groupby(rel).sum(),
-    }).astype(int)
-    out["unjudged"] = out["intentions"] - out["kept"] - out["filtered"]
+    rc, rels = _codes(df["relation"])
+    vc = verdict_codes(df["verdict"])
+    counts = np.bincount(rc * 3 + vc, minlength=3 * len(rels)).reshape(len(rels), 3)
+    out = pd.DataFrame({"relation": rels, "intentions": counts.sum(axis=1), "kept": counts[:, 0],
+                        "filtered": counts[:, 1], "unjudged": counts[:, 2]})
+    out = out[out["intentions"] > 0]
     judged = (out["kept"] + out["filtered"]).replace(0, np.nan)
     out["kept_rate"] = out["kept"] / judged
-    out = out.rename_axis("relation").reset_index()
     return out.sort_values(["intentions", "relation"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def category_relation_data(df: pd.DataFrame, category: pd.Series | None = None) -> pd.DataFrame:
     """Counts: rows = category (``category`` series aligned with ``df``, default the intention category),
     columns = relation (same order as :func:`relation_verdict_data`)."""
-    cat = (df["category"] if category is None else category).astype(object).fillna("(none)").replace("", "(none)")
-    rel = df["relation"].astype(object)
-    table = pd.crosstab(cat.to_numpy(), rel.to_numpy())
+    cc, cats = _codes(df["category"] if category is None else category)
+    rc, rels = _codes(df["relation"])
+    counts = np.bincount(cc * len(rels) + rc, minlength=len(cats) * len(rels)).reshape(len(cats), len(rels))
+    table = pd.DataFrame(counts, index=pd.Index(cats, name="category"), columns=pd.Index(rels, name="relation"))
     order = relation_verdict_data(df)["relation"].tolist()
-    table = table.reindex(columns=[r for r in order if r in table.columns], fill_value=0)
-    table = table.loc[table.sum(axis=1).sort_values(ascending=False, kind="stable").index]
-    table.index.name, table.columns.name = "category", "relation"
-    return table
+    table = table.loc[table.sum(axis=1) > 0, [r for r in order if r in table.columns]]
+    return table.loc[table.sum(axis=1).sort_values(ascending=False, kind="stable").index]
 
 
-def product_category_of_a(df: pd.DataFrame, products: pd.DataFrame) -> pd.Series:
-    """The product category of each row's product A (for the category × relation heatmap)."""
-    return df["asin_a"].map(products["category"]).fillna("(unknown)")
+def product_category_of_a(df: pd.DataFrame, products: pd.DataFrame, a_pos: np.ndarray | None = None) -> pd.Series:
+    """The product category of each row's product A (for the category × relation heatmap), as a categorical.
+    ``a_pos``: optional precomputed position of each ``asin_a`` in ``products`` (-1 = unknown), e.g. from
+    :class:`mind_core.search.ProductIndex`, which avoids mapping 1.26M strings."""
+    if a_pos is None:
+        a_pos = pd.Index(products["asin"].to_numpy()).get_indexer(df["asin_a"])
+    codes, names = pd.factorize(products["category"].fillna("").to_numpy(), sort=True)
+    names = [n if n else "(unknown)" for n in names] + ["(unknown)"]
+    row_codes = np.where(a_pos >= 0, codes[np.maximum(a_pos, 0)], len(names) - 1)
+    row_codes = np.where(row_codes < 0, len(names) - 1, row_codes)
+    uniq, inverse = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+    return pd.Series(pd.Categorical.from_codes(inverse[row_codes], categories=[str(u) for u in uniq]), index=df.index)
 
 
 def intention_lengths(df: pd.DataFrame, unit: str = "words") -> np.ndarray:
@@ -69,7 +98,7 @@ def length_data(df: pd.DataFrame, bins: int = 40, lengths: np.ndarray | None = N
     """Histogram of intention length (default: :func:`intention_lengths` in words) split by verdict label:
     columns bin_left, bin_right, verdict, count (numpy bins: [left, right), the last one closed)."""
     lengths = intention_lengths(df) if lengths is None else np.asarray(lengths)
-    labels = _verdict_label(df["verdict"]).to_numpy()
+    labels = _verdict_label(df["verdict"])
     edges = np.histogram_bin_edges(lengths, bins=bins) if len(lengths) else np.array([0.0, 1.0])
     parts = []
     for lab in ("kept", "filtered", "unjudged"):
@@ -151,9 +180,14 @@ def rows_for_selection(df: pd.DataFrame, chart: str, points: Sequence[dict[str, 
     if not points:
         return None
     mask = np.zeros(len(df), dtype=bool)
-    rel = df["relation"].astype(object).to_numpy()
-    verdict = _verdict_label(df["verdict"]).to_numpy()
-    lengths = None
+    rc, rels = _codes(df["relation"])
+    verdict = verdict_codes(df["verdict"])
+    names = list(VERDICT_NAMES)
+    lengths_ = lengths
+
+    def rel_is(x) -> np.ndarray:
+        return rc == rels.index(x) if x in rels else np.zeros(len(df), dtype=bool)
+
     for p in points:
         if chart == "map":
             cd = p.get("customdata")
@@ -162,24 +196,24 @@ def rows_for_selection(df: pd.DataFrame, chart: str, points: Sequence[dict[str, 
                 mask[int(row)] = True
             continue
         if chart in ("relation", "kept_rate"):
-            m = rel == p.get("x")
-            if chart == "relation" and p.get("customdata") in ("kept", "filtered", "unjudged"):
-                m &= verdict == p["customdata"]
+            m = rel_is(p.get("x"))
+            if chart == "relation" and p.get("customdata") in names:
+                m &= verdict == names.index(p["customdata"])
             mask |= m
         elif chart == "heatmap":
-            cat = (df["category"] if category is None else category).astype(object).fillna("(none)")
-            cat = cat.replace("", "(none)").to_numpy()
-            mask |= (rel == p.get("x")) & (cat == p.get("y"))
+            cc, cats = _codes(df["category"] if category is None else category)
+            y = p.get("y")
+            mask |= rel_is(p.get("x")) & (cc == cats.index(y) if y in cats else False)
         elif chart == "lengths":
-            if lengths is None:
-                lengths = intention_lengths(df)
+            if lengths_ is None:
+                lengths_ = intention_lengths(df)
             cd = p.get("customdata") or [None, None]
             lo, hi = float(cd[0]), float(cd[1])
-            last = hi >= lengths.max()  # numpy's last bin is closed on the right
-            m = (lengths >= lo) & ((lengths <= hi) if last else (lengths < hi))
+            last = hi >= lengths_.max()  # numpy's last bin is closed on the right
+            m = (lengths_ >= lo) & ((lengths_ <= hi) if last else (lengths_ < hi))
             name = p.get("legendgroup") or p.get("name")
-            if name in ("kept", "filtered", "unjudged"):
-                m &= verdict == name
+            if name in names:
+                m &= verdict == names.index(name)
             mask |= m
         else:
             raise ValueError(f"unknown chart {chart!r}")

@@ -9,14 +9,13 @@ over the cluster's intention texts, ignoring English stop words and the template
 """
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from mind_core.search import tokenize
+from mind_core.search import one_thread, tokenize
 
 STOP_WORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below between
@@ -87,27 +86,6 @@ def top_words(texts: pd.Series | list[str], cluster: np.ndarray, n_words: int = 
     return out
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """These matrices are small (≤ max_points × d): one BLAS/OpenMP thread is fastest, and on a busy machine
-    multi-threaded OpenBLAS/FAISS were measured 10× slower here (thread oversubscription)."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # optional (comes with scikit-learn)
-            limits = contextlib.nullcontext()
-        else:
-            limits = threadpool_limits(1)
-        with limits:
-            yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
 def top_words_indexed(kw, rows: np.ndarray, cluster: np.ndarray, n_words: int = 4) -> dict[int, list[str]]:
     """Same rule as :func:`top_words`, from a :class:`mind_core.search.KeywordIndex`'s postings (no re-tokenising):
     term × cluster counts = (term × text tf matrix) @ (text × cluster counts of the sampled rows)."""
@@ -140,7 +118,7 @@ def build_map(embeddings: np.ndarray, texts: pd.Series, *, max_points: int = 400
     ``keyword_index``: optional, makes the top-words step a sparse product instead of re-tokenising."""
     rows = sample_rows(len(texts), max_points, seed)
     x = np.asarray(embeddings[rows], dtype=np.float32)
-    with _one_thread():
+    with one_thread():  # small matrices: see mind_core.search.one_thread
         xy, explained = pca_2d(x)
         cluster = kmeans(x, n_clusters, seed)
     words = (top_words(texts.iloc[rows].tolist(), cluster) if keyword_index is None

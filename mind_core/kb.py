@@ -261,35 +261,41 @@ def _rebuild_hint(kb_dir: Path, manifest: dict[str, Any]) -> str:
 
 # --- fast open: a memory-mapped Arrow copy of the intentions table --------------------------------------------------
 # Decoding intentions.parquet takes ~15 s at 1.26M rows (1.4 GB of text) and leaves 10 chunks, which makes every
-# row lookup (``iloc``) concatenate whole columns (~0.4 s). The first open therefore also writes an uncompressed,
-# single-batch Arrow IPC copy under ``<cache>/kb-arrow/`` (keyed by the Parquet file's SHA-256 from the manifest);
-# later opens memory-map it (milliseconds; the OS page cache does the rest) with zero-copy pandas string columns.
+# row lookup (``iloc``) concatenate whole columns (~0.4 s); products.parquet (200k rows) takes ~2 s. The first open
+# therefore also writes uncompressed, single-batch Arrow IPC copies under ``<cache>/kb-arrow/`` (keyed by the
+# intentions' SHA-256 from the manifest and the file size); later opens memory-map them (milliseconds; the OS page
+# cache does the rest) with zero-copy pandas string columns.
 
 CATEGORY_COLUMNS = ("relation", "verdict", "category", "source")
 ARROW_CACHE_VERSION = 1
 
 
-def _arrow_cache_path(kb_dir: Path, manifest: dict[str, Any]) -> Path | None:
+def _arrow_cache_path(kb_dir: Path, manifest: dict[str, Any], name: str = INTENTIONS_FILE) -> Path | None:
     from mind_core.paths import cache_dir
 
-    meta = manifest.get("artifacts", {}).get(INTENTIONS_FILE, {})
-    if not meta.get("sha256"):
+    meta = manifest.get("artifacts", {})
+    sha, size = meta.get(INTENTIONS_FILE, {}).get("sha256"), meta.get(name, {}).get("bytes")
+    if not sha or not size:
         return None
-    return cache_dir() / "kb-arrow" / f"v{ARROW_CACHE_VERSION}-{meta['sha256'][:32]}-{meta['bytes']}.arrow"
+    stem = Path(name).stem
+    return cache_dir() / "kb-arrow" / f"v{ARROW_CACHE_VERSION}-{sha[:32]}-{stem}-{size}.arrow"
 
 
-def read_intentions_table(kb_dir: Path, manifest: dict[str, Any]) -> pa.Table:
-    """The intentions table as one contiguous Arrow batch (categorical columns dictionary-encoded)."""
-    cache = _arrow_cache_path(kb_dir, manifest)
+def read_intentions_table(kb_dir: Path, manifest: dict[str, Any], name: str = INTENTIONS_FILE) -> pa.Table:
+    """The intentions (or ``name``: products) table as one contiguous Arrow batch, categorical columns
+    dictionary-encoded; memory-mapped from the Arrow copy when there is one, else read and the copy written."""
+    cache = _arrow_cache_path(kb_dir, manifest, name)
+    want_rows = manifest.get("counts", {}).get(Path(name).stem)
     if cache is not None and cache.exists():
         try:
             with pa.memory_map(str(cache)) as src:
                 table = pa.ipc.open_file(src).read_all()
-            if table.num_rows == manifest.get("counts", {}).get("intentions", table.num_rows):
+            if want_rows is None or table.num_rows == want_rows:
                 return table
         except (OSError, pa.ArrowInvalid) as err:
             log.warning("ignoring unreadable Arrow cache %s (%s)", cache, err)
-    table = pq.read_table(kb_dir / INTENTIONS_FILE, read_dictionary=list(CATEGORY_COLUMNS))
+    dict_cols = list(CATEGORY_COLUMNS) if name == INTENTIONS_FILE else []
+    table = pq.read_table(kb_dir / name, read_dictionary=dict_cols)
     # large_string: one contiguous column may exceed the 2 GiB limit of 32-bit string offsets at scale
     table = table.cast(pa.schema([pa.field(f.name, pa.large_string()) if f.type == pa.string() else f
                                   for f in table.schema])).combine_chunks()
@@ -316,7 +322,7 @@ class KnowledgeBase:
             if problem:
                 raise StaleIndexError(f"KB at {self.path} is stale: {problem}; {_rebuild_hint(self.path, self.manifest)}")
         self.intentions: pd.DataFrame = read_intentions_table(self.path, self.manifest).to_pandas()
-        products = pq.read_table(self.path / PRODUCTS_FILE).to_pandas()
+        products = read_intentions_table(self.path, self.manifest, PRODUCTS_FILE).to_pandas()
         self.products: pd.DataFrame = products.set_index("asin", drop=False)
         for col in CATEGORY_COLUMNS:  # categories sorted, as astype("category") would give
             values = self.intentions[col]

@@ -17,10 +17,12 @@ P(yes) filter-score range; they are applied as a row mask before ranking in ever
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import re
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -43,6 +45,42 @@ KEYWORD_INDEX_VERSION = 1
 
 #: derived indexes per loaded KB object (dropped with it)
 _PER_KB: "weakref.WeakKeyDictionary[KnowledgeBase, dict]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run a single-query step (encode one query, one FAISS probe, a small PCA) on one thread of torch, BLAS and
+    FAISS/OpenMP, restoring the previous settings afterwards. For one short query one thread is the fastest
+    anyway, and on a busy machine the multi-threaded runtimes were measured 10-40× slower here (MiniLM query
+    encoding 1.5 s vs 40 ms with one thread: spinning threads fighting over oversubscribed cores)."""
+    import faiss
+
+    restore = []
+    try:
+        torch = sys.modules.get("torch")  # only if something loaded it (the embedder does)
+        if torch is not None:
+            before_torch = torch.get_num_threads()
+            torch.set_num_threads(1)
+            restore.append(lambda: torch.set_num_threads(before_torch))
+        before_omp = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        restore.append(lambda: faiss.omp_set_num_threads(before_omp))
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # optional (comes with scikit-learn)
+            limits = contextlib.nullcontext()
+        else:
+            limits = threadpool_limits(1)
+        with limits:
+            yield
+    finally:
+        for undo in reversed(restore):
+            undo()
+
+
+def encode_query(kb: KnowledgeBase, text: str) -> np.ndarray:
+    with one_thread():
+        return kb.encode_query(text)
 
 
 def tokenize(text: str) -> list[str]:
@@ -339,8 +377,9 @@ def semantic_search(kb: KnowledgeBase, query: str, k: int = 200, facets: Facets 
     t0 = time.perf_counter()
     if not query or not query.strip():
         raise ValueError("empty query: describe an intention in your own words")
-    qvec = kb.encode_query(query)
-    rows, scores = _faiss_search(kb, qvec, k, facet_mask(kb, facets))
+    qvec = encode_query(kb, query)
+    with one_thread():
+        rows, scores = _faiss_search(kb, qvec, k, facet_mask(kb, facets))
     return SearchResult(_hits(kb, rows, scores), len(rows), "semantic", time.perf_counter() - t0)
 
 
@@ -352,9 +391,10 @@ def hybrid_search(kb: KnowledgeBase, query: str, k: int = 200, facets: Facets | 
         raise ValueError("empty query")
     q = parse_query(query)
     mask = facet_mask(kb, facets)
-    qvec = kb.encode_query(query)
+    qvec = encode_query(kb, query)
     n_cand = max(2 * k, 100)
-    sem_rows, _ = _faiss_search(kb, qvec, n_cand, mask)
+    with one_thread():
+        sem_rows, _ = _faiss_search(kb, qvec, n_cand, mask)
     kw = keyword_index(kb)
     tscore, _present = kw.text_scores(q.words)
     if q.words:
@@ -402,24 +442,27 @@ def index_available(kb: KnowledgeBase) -> str | None:
 
 @dataclass
 class ProductIndex:
-    """Rows of the intentions table per product (both sides), as CSR over the product table order."""
+    """Rows of the intentions table per product (both sides), as CSR over the product table order, plus each
+    row's product-A position (for product-category charts). Saved next to the keyword index."""
     asins: pd.Index
     offsets: np.ndarray
     rows: np.ndarray
+    a_pos: np.ndarray        # int32 [n] position of asin_a in the products table (-1: not described)
 
     @classmethod
     def build(cls, kb: KnowledgeBase) -> "ProductIndex":
         df = kb.intentions
         asins = pd.Index(kb.products["asin"].to_numpy())
         n = len(df)
-        ids = np.concatenate([asins.get_indexer(df["asin_a"]), asins.get_indexer(df["asin_b"])])
+        a_pos = asins.get_indexer(df["asin_a"])
+        ids = np.concatenate([a_pos, asins.get_indexer(df["asin_b"])])
         rows = np.concatenate([np.arange(n), np.arange(n)])
         keep = ids >= 0
         ids, rows = ids[keep], rows[keep]
         order = np.lexsort((rows, ids))
         offsets = np.zeros(len(asins) + 1, dtype=np.int64)
         np.cumsum(np.bincount(ids, minlength=len(asins)), out=offsets[1:])
-        return cls(asins, offsets, rows[order].astype(np.int64))
+        return cls(asins, offsets, rows[order].astype(np.int64), a_pos.astype(np.int32))
 
     def rows_of(self, asin: str) -> np.ndarray:
         i = self.asins.get_indexer([asin])[0]
@@ -430,9 +473,41 @@ class ProductIndex:
 
 def product_index(kb: KnowledgeBase) -> ProductIndex:
     per_kb = _PER_KB.setdefault(kb, {})
-    if "products" not in per_kb:
-        per_kb["products"] = ProductIndex.build(kb)
-    return per_kb["products"]
+    if "products" in per_kb:
+        return per_kb["products"]
+    path = keyword_index_path(kb).with_name(keyword_index_path(kb).stem.replace(
+        f"v{KEYWORD_INDEX_VERSION}-", "products-v1-") + f"-{len(kb.products)}.npz")
+    asins = pd.Index(kb.products["asin"].to_numpy())
+    index = None
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                index = ProductIndex(asins, z["offsets"], z["rows"], z["a_pos"])
+            if len(index.offsets) != len(asins) + 1 or len(index.a_pos) != len(kb.intentions):
+                index = None
+        except (OSError, ValueError, KeyError):
+            index = None
+    if index is None:
+        index = ProductIndex.build(kb)
+        try:
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, offsets=index.offsets, rows=index.rows, a_pos=index.a_pos)
+            tmp.replace(path)
+        except OSError as err:
+            log.warning("cannot save product index to %s: %s", path, err)
+    per_kb["products"] = index
+    return index
+
+
+def titles_of(kb: KnowledgeBase, asins) -> np.ndarray:
+    """Product titles for ``asins`` (None where unknown), via the product index's cached hash table (a plain
+    ``Series.map`` rebuilds a 200k-entry hash table on every call)."""
+    idx = product_index(kb)
+    pos = idx.asins.get_indexer(np.asarray(asins, dtype=object))
+    if not len(pos) or not len(kb.products):
+        return np.full(len(pos), None, dtype=object)
+    titles = kb.products["title"].iloc[np.maximum(pos, 0)].to_numpy(dtype=object)
+    return np.where(pos >= 0, titles, None)
 
 
 def product_intentions(kb: KnowledgeBase, asin: str, kept_only: bool = False) -> pd.DataFrame:
@@ -440,18 +515,20 @@ def product_intentions(kb: KnowledgeBase, asin: str, kept_only: bool = False) ->
     rows = product_index(kb).rows_of(asin)
     df = kb.intentions.iloc[rows]
     if kept_only:
-        df = df[df["verdict"] == "yes"]
+        df = df[(df["verdict"] == "yes").to_numpy(dtype=bool, na_value=False)]
     partner = np.where(df["asin_a"].to_numpy() == asin, df["asin_b"].to_numpy(), df["asin_a"].to_numpy())
-    return df.assign(partner=partner, partner_title=pd.Series(partner, index=df.index).map(kb.products["title"]))
+    return df.assign(partner=partner, partner_title=titles_of(kb, partner))
 
 
 def product_partners(kb: KnowledgeBase, asin: str, kept_only: bool = False) -> pd.DataFrame:
     """One row per co-buy partner: asin, title, intentions, kept (sorted by intentions desc, then asin)."""
     df = product_intentions(kb, asin, kept_only=kept_only)
-    g = df.groupby("partner", sort=True)
-    out = pd.DataFrame({"intentions": g.size(), "kept": g["verdict"].apply(lambda s: int((s == "yes").sum()))})
-    out = out.reset_index().rename(columns={"partner": "asin"})
-    out["title"] = out["asin"].map(kb.products["title"])
+    codes, partners = pd.factorize(df["partner"].to_numpy(), sort=True)
+    kept = (df["verdict"] == "yes").to_numpy(dtype=bool, na_value=False)
+    out = pd.DataFrame({"asin": np.asarray(partners, dtype=object),
+                        "intentions": np.bincount(codes, minlength=len(partners)),
+                        "kept": np.bincount(codes, weights=kept, minlength=len(partners)).astype(int)})
+    out["title"] = titles_of(kb, out["asin"])
     return out.sort_values(["intentions", "asin"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 

@@ -21,7 +21,9 @@ def relation_data(_kb, kb_key: str):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def heat_category(_kb, kb_key: str, by: str):
-    return None if by == "intention" else charts.product_category_of_a(_kb.intentions, _kb.products)
+    if by == "intention":
+        return None
+    return charts.product_category_of_a(_kb.intentions, _kb.products, search.product_index(_kb).a_pos)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -42,7 +44,8 @@ def length_data(_kb, kb_key: str):
 
 @st.cache_resource(show_spinner="Projecting embeddings…", max_entries=2)
 def emb_map(_kb, kb_key: str):
-    return embedmap.build_map(_kb.embeddings, _kb.intentions["intention"], max_points=4000, n_clusters=12)
+    return embedmap.build_map(_kb.embeddings, _kb.intentions["intention"], max_points=4000, n_clusters=12,
+                              keyword_index=search.keyword_index(_kb))
 
 
 rel = relation_data(kb, kb_key)

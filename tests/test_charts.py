@@ -28,7 +28,12 @@ def test_category_relation_heatmap_data(sample_kb):
     for cat in direct.index:
         for rel in direct.columns:
             assert table.loc[cat, rel] == direct.loc[cat, rel]
-    by_product = charts.category_relation_data(df, charts.product_category_of_a(df, sample_kb.products))
+    pcat = charts.product_category_of_a(df, sample_kb.products)
+    direct_pcat = df["asin_a"].map(sample_kb.products["category"]).fillna("(unknown)").replace("", "(unknown)")
+    assert pcat.astype(str).tolist() == direct_pcat.astype(str).tolist()
+    via_index = charts.product_category_of_a(df, sample_kb.products, search.product_index(sample_kb).a_pos)
+    assert via_index.astype(str).tolist() == pcat.astype(str).tolist()
+    by_product = charts.category_relation_data(df, pcat)
     assert by_product.to_numpy().sum() == len(df) and "Electronics" in by_product.index
 
 

@@ -1,0 +1,126 @@
+"""Measure the dashboard: first render of each page and search latency, on one or more built KBs.
+
+    python benchmarks/page_bench.py --kb indexes/sample --kb scale/kb
+
+* first render: each page runs in a **fresh Python process** through ``streamlit.testing.v1.AppTest`` (imports,
+  KB open, sidebar, page computation; derived caches under ``.cache/`` — Arrow copy, keyword and product
+  indexes — already written by an earlier open, as on any second start of the app). The page's first
+  ``AppTest.run()`` is timed, then a rerun of the same session (Streamlit caches warm). Products uses a deep link
+  (``?asin=``) to a product with partners; Search renders with an empty query.
+* search latency: median / p95 over the query list (after one warm-up query, so model loading is excluded and
+  reported separately), per mode, without and with facets (relation + verdict [+ P(yes) range when the KB has
+  scores]), ``k = 200``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PAGES = ("pages/home.py", "pages/products.py", "pages/search.py", "pages/categories.py")
+QUERIES = ["keep warm in winter", "comfortable shoes for running", "usb charging cable", "gift for a child",
+           "protect the phone screen", "matching jewelry set", "outdoor camping trip", "leather wallet",
+           "costume party", "wireless headphones music"]
+
+_CHILD = r"""
+import json, os, sys, time
+from streamlit.testing.v1 import AppTest
+page, asin = sys.argv[1], sys.argv[2]
+at = AppTest.from_file(os.path.join(sys.argv[3], "app.py"), default_timeout=300)
+at.switch_page(page)
+if page.endswith("products.py"):
+    at.query_params["asin"] = asin
+t = time.perf_counter(); at.run(); first = time.perf_counter() - t
+errors = [str(e.value)[:200] for e in at.exception] + [str(e.value)[:200] for e in at.error]
+t = time.perf_counter(); at.run(); rerun = time.perf_counter() - t
+print(json.dumps({"first": first, "rerun": rerun, "errors": errors}))
+"""
+
+
+def busiest_product(kb) -> str:
+    from mind_core import search
+
+    idx = search.product_index(kb)
+    counts = idx.offsets[1:] - idx.offsets[:-1]
+    return str(idx.asins[int(counts.argmax())])
+
+
+def page_times(kb_dir: str, asin: str) -> dict[str, dict]:
+    out = {}
+    env = {**os.environ, "MIND_KB": str(kb_dir), "PYTHONPATH": str(REPO)}
+    for page in PAGES:
+        res = subprocess.run([sys.executable, "-c", _CHILD, page, asin, str(REPO)], env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=900)
+        line = [l for l in res.stdout.splitlines() if l.startswith("{")]
+        out[page] = json.loads(line[-1]) if line else {"first": float("nan"), "rerun": float("nan"),
+                                                       "errors": [res.stderr[-300:]]}
+    return out
+
+
+def search_times(kb) -> tuple[float, dict[str, dict]]:
+    from mind_core import search
+
+    t = time.perf_counter()
+    search.semantic_search(kb, "warm up the embedder")
+    search.keyword_search(kb, "warm")
+    warmup = time.perf_counter() - t
+    has_p = bool(kb.intentions["p_yes"].notna().any())
+    facet_sets = {
+        "no facets": None,
+        "relation+verdict" + ("+P(yes)" if has_p else ""): search.Facets(
+            relations=("usedFor", "isA", "capableOf"), verdicts=("yes",), p_yes_range=(0.5, 1.0) if has_p else None),
+    }
+    out = {}
+    for mode in search.MODES:
+        for fname, facets in facet_sets.items():
+            times, hits = [], []
+            for q in QUERIES:
+                t = time.perf_counter()
+                res = search.search(kb, q, mode=mode, k=200, facets=facets)
+                times.append(time.perf_counter() - t)
+                hits.append(res.total)
+            times.sort()
+            out[f"{mode} · {fname}"] = {"median_ms": 1000 * statistics.median(times),
+                                        "p95_ms": 1000 * times[min(len(times) - 1, int(0.95 * len(times)))],
+                                        "mean_hits": statistics.mean(hits)}
+    return warmup, out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kb", action="append", required=True, help="KB folder (repeatable)")
+    ap.add_argument("--skip-pages", action="store_true")
+    args = ap.parse_args(argv)
+    from mind_core.kb import KnowledgeBase
+
+    for kb_dir in args.kb:
+        t = time.perf_counter()
+        kb = KnowledgeBase(kb_dir)
+        open_s = time.perf_counter() - t
+        c = kb.counts()
+        print(f"\n## {kb_dir}: {c['intentions']:,} intentions, {c['products']:,} products, "
+              f"index {kb.manifest['index_factory']} — KB open {open_s:.2f} s (this process)")
+        asin = busiest_product(kb)
+        if not args.skip_pages:
+            print("\n| page | first render (fresh process) | rerun |\n|---|---|---|")
+            for page, r in page_times(kb_dir, asin).items():
+                err = f" ERRORS: {r['errors']}" if r["errors"] else ""
+                print(f"| {page} | {r['first']:.2f} s | {r['rerun']:.2f} s |{err}")
+        warm, table = search_times(kb)
+        print(f"\nsearch latency, k=200, {len(QUERIES)} queries (first query incl. model load: {warm:.2f} s)\n")
+        print("| mode · facets | median | p95 | mean matches |\n|---|---|---|---|")
+        for name, r in table.items():
+            print(f"| {name} | {r['median_ms']:.1f} ms | {r['p95_ms']:.1f} ms | {r['mean_hits']:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
