@@ -544,7 +544,7 @@ class ScoreView:
     auc: float
     nan: int
     default_a: float           # keeps about as many rows as the binary rule
-    default_b: float           # best F1 against the verdicts
+    default_b: float           # a stricter filter: keeps about half as many rows as the binary rule
 
     @classmethod
     def build(cls, key: str, scores, verdicts, groups: Mapping[str, Sequence[object] | pd.Series] | None = None,
@@ -558,7 +558,7 @@ class ScoreView:
         judged = codes != UNJUDGED
         yes_rate = float((codes == YES).sum() / judged.sum()) if judged.any() else 0.5
         return cls(key, hist, order, s[order], roc_auc(s, verdicts), int(len(s) - len(valid)),
-                   threshold_for_kept_rate(hist, yes_rate), best_f1_threshold(hist))
+                   threshold_for_kept_rate(hist, yes_rate), threshold_for_kept_rate(hist, yes_rate / 2))
 
     def flip_rows(self, threshold_a: float, threshold_b: float) -> tuple[np.ndarray, str]:
         """(row positions kept by exactly one threshold, by ascending score; "A" or "B" = which one keeps them)."""

@@ -20,10 +20,10 @@ def _marks(ta: float, tb: float) -> dict:
     for t, name, color, anchor in ((ta, "A", COLOR_A, "right"), (tb, "B", COLOR_B, "left")):
         shapes.append(dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1,
                            line=dict(color=color, width=2, dash="dash")))
-        notes.append(dict(xref="x", yref="paper", x=t, y=1, yanchor="bottom", xanchor=anchor, showarrow=False,
-                          text=f"{name} = {t:.2f}", font=dict(color=color)))
+        notes.append(dict(xref="x", yref="paper", x=t, y=1, yanchor="top", xanchor=anchor, showarrow=False,
+                          text=f"{name} = {t:.2f}", font=dict(color=color), bgcolor="rgba(255,255,255,0.85)"))
     if ta == tb:
-        notes[1]["y"] = 0.93
+        notes[1]["y"] = 0.92  # same place: stack the labels
     return {"shapes": shapes, "annotations": notes}
 
 

@@ -62,7 +62,7 @@ ta = hist.snap(col_a.slider("Threshold A: keep if score ≥ A", lo, hi, value=vi
                             format="%.2f", key=f"ta_{key}",
                             help="Starts where the threshold keeps about as many intentions as the LVLM's yes/no."))
 tb = hist.snap(col_b.slider("Threshold B: keep if score ≥ B", lo, hi, value=view.default_b, step=hist.width,
-                            format="%.2f", key=f"tb_{key}", help="Starts at the best F1 against the verdicts."))
+                            format="%.2f", key=f"tb_{key}", help="Starts where the threshold keeps about half as many as the LVLM's yes/no (a stricter filter)."))
 
 ma, mb = hist.metrics(ta), hist.metrics(tb)
 verdict_codes = scores.verdict_codes(kb.intentions["verdict"])
