@@ -156,9 +156,11 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             from mind_core.paths import cache_dir
 
             cache = iqa.AnswerCache(args.answers or cache_dir() / "intentionqa" / "answers.jsonl")
-        batch = 8
+        batch = 8   # answers are written to the cache after each batch
         if args.backend == "openai":
             batch = max(8, 2 * (args.concurrency or 8))
+        elif args.backend == "transformers" and args.batch_size:
+            batch = max(8, args.batch_size)
         results = []
         name = args.data.rsplit("/", 1)[-1]
         for method in methods:
