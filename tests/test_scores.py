@@ -173,3 +173,17 @@ def test_typicality_leave_one_out_by_hand():
     other = np.array([0, 1]) + np.array([1, 1]) / np.sqrt(2)
     assert t[0] == pytest.approx(other[0] / np.linalg.norm(other), abs=1e-6)
     assert math.isnan(t[3])
+
+
+def test_scores_command_reports_auc_and_strictest_relation(sample_kb_dir, capsys):
+    from mind_core.cli import main
+
+    assert main(["scores", "--kb", str(sample_kb_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["scores"]) == {"grounding", "typicality"}
+    assert 0.0 <= out["scores"]["grounding"]["auc"] <= 1.0
+    strictest = out["relations"][0]
+    assert (strictest["relation"], strictest["kept"], strictest["judged"]) == ("distinctFrom", 57, 240)
+    assert main(["scores", "--kb", str(sample_kb_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "grounding       AUC" in text and "distinctFrom  kept   57/ 240 = 23.8%" in text
