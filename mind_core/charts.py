@@ -133,11 +133,12 @@ def fig_kept_rate(data: pd.DataFrame):
     judged = d["kept"] + d["filtered"]
     fig = go.Figure(go.Bar(
         x=d["relation"], y=d["kept_rate"], marker_color="#1565c0",
-        text=[f"{k:,}/{j:,}" for k, j in zip(d["kept"], judged)], textposition="outside",
+        text=[f"{k:,}/{j:,}" for k, j in zip(d["kept"], judged)], textposition="outside", textangle=-90,
+        textfont=dict(size=11), cliponaxis=False,
         customdata=np.full(len(d), "kept"),
         hovertemplate="%{x}: kept rate %{y:.1%} (%{text} judged)<extra></extra>"))
     fig.update_layout(title="Kept rate per relation (kept / judged; labels = counts)", yaxis_tickformat=".0%",
-                      yaxis_range=[0, 1.1], xaxis_title="relation", yaxis_title="kept rate", margin=dict(t=50, b=40))
+                      yaxis_range=[0, 1.3], uniformtext=dict(minsize=10, mode="show"), xaxis_title="relation", yaxis_title="kept rate", margin=dict(t=50, b=40))
     return fig
 
 

@@ -142,3 +142,32 @@ def fig_map(m: EmbeddingMap, color: np.ndarray, color_title: str, hover: list[st
                       xaxis_title=f"PC1 ({m.explained[0]:.0%} var.)", yaxis_title=f"PC2 ({m.explained[1]:.0%} var.)",
                       height=600, legend_title=color_title, dragmode="lasso", margin=dict(t=50, b=40))
     return fig
+
+
+def kb_map(kb, *, max_points: int = 4000, n_clusters: int = 12, seed: int = 0) -> EmbeddingMap:
+    """:func:`build_map` for a loaded KB, saved under ``<cache>/embedmap/`` (keyed like the keyword index: the
+    intentions' SHA-256) so a restarted dashboard draws the map without recomputing it."""
+    from mind_core.search import keyword_index, keyword_index_path
+
+    key = keyword_index_path(kb).stem.split("-", 1)[1]
+    path = keyword_index_path(kb).parent.parent / "embedmap" / f"{key}-{max_points}-{n_clusters}-{seed}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                m = EmbeddingMap(z["rows"], z["xy"], z["cluster"], [str(x) for x in z["labels"]],
+                                 (float(z["explained"][0]), float(z["explained"][1])))
+            if len(m.rows) == min(max_points, len(kb.intentions)) and (len(m.rows) == 0 or m.rows.max() < len(kb.intentions)):
+                return m
+        except (OSError, ValueError, KeyError):
+            pass
+    m = build_map(kb.embeddings, kb.intentions["intention"], max_points=max_points, n_clusters=n_clusters, seed=seed,
+                  keyword_index=keyword_index(kb))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, rows=m.rows, xy=m.xy, cluster=m.cluster, labels=np.array(m.labels, dtype=str),
+                 explained=np.array(m.explained))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return m

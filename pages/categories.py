@@ -44,8 +44,7 @@ def length_data(_kb, kb_key: str):
 
 @st.cache_resource(show_spinner="Projecting embeddings…", max_entries=2)
 def emb_map(_kb, kb_key: str):
-    return embedmap.build_map(_kb.embeddings, _kb.intentions["intention"], max_points=4000, n_clusters=12,
-                              keyword_index=search.keyword_index(_kb))
+    return embedmap.kb_map(_kb, max_points=4000, n_clusters=12)
 
 
 rel = relation_data(kb, kb_key)

@@ -78,12 +78,12 @@ if table.empty:
                + (", or semantic mode." if mode == "keyword" else "."))
     st.stop()
 
-more = f" of {total:,} matches" if mode == "keyword" and total > len(table) else ""
+more = f" (of {total:,} matches)" if mode == "keyword" and total > len(table) else ""
 n_pages = math.ceil(len(table) / PAGE_SIZE)
 page = st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="page") if n_pages > 1 else 1
 start, stop, _ = page_slice(len(table), page, PAGE_SIZE)
 shown = table.iloc[start:stop]
-st.caption(f"Rows {start + 1}–{stop} of {len(table):,} ranked{more} · {seconds * 1000:.0f} ms. "
+st.caption(f"Rows {start + 1}–{stop} of the top {len(table):,}{more} · {seconds * 1000:.0f} ms. "
            "Select a row to open its product (A).")
 event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                      key="results", column_config={

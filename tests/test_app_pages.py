@@ -84,7 +84,7 @@ def test_search_returns_rows_and_facet_narrows(app):
     at.radio(key="mode").set_value("keyword").run()
     kw = at.dataframe[0].value
     assert len(kw) == 25 and kw["intention"].str.contains("comfortable", case=False).all()
-    assert set(kw["relation"]) == {"usedFor"} and any("Rows 1–25 of 26 ranked" in c.value for c in at.caption)
+    assert set(kw["relation"]) == {"usedFor"} and any("Rows 1–25 of the top 26 ·" in c.value for c in at.caption)
     at.multiselect(key="f_verdict").set_value(["kept"]).run()
     narrowed = at.dataframe[0].value
     assert set(narrowed["verdict"]) == {"kept"} and len(narrowed) == 14  # = direct pandas count

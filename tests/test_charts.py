@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mind_core import charts, embedmap, search
 from mind_core.display import md_escape, page_slice, results_table
@@ -96,6 +97,15 @@ def test_embedding_map(sample_kb):
     again = embedmap.build_map(sample_kb.embeddings, sample_kb.intentions["intention"], max_points=1500,
                                n_clusters=8, keyword_index=kw)
     assert np.array_equal(again.cluster, m.cluster)  # seeded
+
+
+def test_kb_map_is_saved_and_reloaded(sample_kb, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path))
+    first = embedmap.kb_map(sample_kb, max_points=800, n_clusters=5)
+    assert len(list((tmp_path / "embedmap").glob("*.npz"))) == 1
+    second = embedmap.kb_map(sample_kb, max_points=800, n_clusters=5)
+    assert np.array_equal(first.rows, second.rows) and np.allclose(first.xy, second.xy)
+    assert second.labels == first.labels and second.explained == pytest.approx(first.explained)
 
 
 def test_display_escapes_markdown_and_html():

@@ -138,6 +138,13 @@ def test_hybrid_score_rule(sample_kb):
     assert h.head(5)["intention"].str.contains("invicta", case=False).all()
 
 
+def test_query_embedding_is_remembered(sample_kb, monkeypatch):
+    S.encode_query(sample_kb, "remember this query")
+    monkeypatch.setattr(type(sample_kb), "encode_query", lambda self, text: pytest.fail("re-encoded"))
+    hits = S.semantic_search(sample_kb, "remember this query", k=5, facets=S.Facets(relations=("isA",))).hits
+    assert set(hits["relation"]) == {"isA"}
+
+
 def test_search_dispatch_rejects_unknown_mode(sample_kb):
     with pytest.raises(ValueError, match="unknown search mode"):
         S.search(sample_kb, "x", mode="fuzzy")
