@@ -20,6 +20,7 @@ PAGES: list[tuple[str, str, str, str, str]] = [
     ("pages/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
     ("pages/products.py", "Products", "🛍️", "products", "a product, its co-buy partners and their intentions"),
     ("pages/search.py", "Search", "🔎", "search", "semantic, keyword or hybrid search with facets; export"),
+    ("pages/try_product.py", "Try a product", "🧪", "try", "upload two products and watch MIND distill intentions live"),
     ("pages/categories.py", "Categories", "📊", "categories", "charts of relation types and categories; embedding map"),
     ("pages/intentionqa.py", "IntentionQA", "🎯", "intentionqa", "does the KB help answer purchase-intention questions?"),
     ("pages/thresholds.py", "Filter thresholds", "🎚️", "thresholds", "what a stricter or looser filter would keep"),
