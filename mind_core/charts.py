@@ -138,7 +138,7 @@ def fig_kept_rate(data: pd.DataFrame):
         customdata=np.full(len(d), "kept"),
         hovertemplate="%{x}: kept rate %{y:.1%} (%{text} judged)<extra></extra>"))
     fig.update_layout(title="Kept rate per relation (kept / judged; labels = counts)", yaxis_tickformat=".0%",
-                      yaxis_range=[0, 1.3], uniformtext=dict(minsize=10, mode="show"), xaxis_title="relation", yaxis_title="kept rate", margin=dict(t=50, b=40))
+                      yaxis_range=[0, 1.3], yaxis_tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], uniformtext=dict(minsize=10, mode="show"), xaxis_title="relation", yaxis_title="kept rate", margin=dict(t=50, b=40))
     return fig
 
 
@@ -159,11 +159,11 @@ def fig_lengths(data: pd.DataFrame, unit: str = "words"):
     for lab, part in data.groupby("verdict", sort=False):
         centers = (part["bin_left"] + part["bin_right"]) / 2
         fig.add_bar(x=centers, y=part["count"], width=(part["bin_right"] - part["bin_left"]), name=lab,
-                    marker_color=VERDICT_COLORS.get(lab), opacity=0.75, legendgroup=lab,
+                    marker_color=VERDICT_COLORS.get(lab), legendgroup=lab,
                     customdata=np.stack([part["bin_left"], part["bin_right"]], axis=1),
                     hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} " + unit + ": %{y:,}<extra>" + lab
                                   + "</extra>")
-    fig.update_layout(barmode="overlay", title=f"Intention length ({unit})", xaxis_title=unit,
+    fig.update_layout(barmode="stack", title=f"Intention length ({unit}; stacked by verdict)", xaxis_title=unit,
                       yaxis_title="intentions", margin=dict(t=50, b=40))
     return fig
 

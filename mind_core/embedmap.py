@@ -127,15 +127,27 @@ def build_map(embeddings: np.ndarray, texts: pd.Series, *, max_points: int = 400
     return EmbeddingMap(rows, xy, cluster, labels, explained)
 
 
+def _label_order(label) -> tuple:
+    """Cluster labels "3: words" in numeric order, other labels alphabetically."""
+    head = str(label).split(":", 1)[0]
+    return (0, int(head), "") if head.isdigit() else (1, 0, str(label))
+
+
 def fig_map(m: EmbeddingMap, color: np.ndarray, color_title: str, hover: list[str]):
     """Scatter of the map; ``color``: one label per point (relation or cluster label)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    from plotly.colors import qualitative
+
     color = np.asarray(color, dtype=object)
-    for lab in pd.unique(color):
+    n_labels = len(pd.unique(color))
+    palette = (qualitative.G10 + ["#222222", "#AAAA11"] if n_labels <= 12   # clusters: 12 well-separated colours
+               else qualitative.Dark24 + qualitative.Light24)               # relations (20) and more
+    for i, lab in enumerate(sorted(pd.unique(color), key=_label_order)):
         sel = np.flatnonzero(color == lab)
-        fig.add_scattergl(x=m.xy[sel, 0], y=m.xy[sel, 1], mode="markers", name=str(lab), marker=dict(size=5, opacity=0.7),
+        fig.add_scattergl(x=m.xy[sel, 0], y=m.xy[sel, 1], mode="markers", name=str(lab),
+                          marker=dict(size=5, opacity=0.7, color=palette[i % len(palette)]),
                           customdata=m.rows[sel][:, None], text=[hover[i] for i in sel],
                           hovertemplate="%{text}<extra>" + str(lab)[:40] + "</extra>")
     fig.update_layout(title=f"Intention embeddings, PCA 2-D ({len(m.rows):,} points; coloured by {color_title})",

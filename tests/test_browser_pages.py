@@ -55,6 +55,8 @@ def test_walk_home_products_search_categories(sample_kb_dir, sample_kb, tmp_path
         _wait_text(page, "Rows 1–25 of")
         page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] td').length > 20",
                                timeout=30_000)
+        page.wait_for_selector("[data-testid=stNumberInput]", timeout=30_000)  # pagination
+        page.wait_for_selector("[data-testid=stDownloadButton]", timeout=30_000)  # export
         cells = " ".join(_grid_cells(page))
         assert "comfortable" in cells.lower()
         screenshot(page, "pages-3-search")
@@ -65,6 +67,12 @@ def test_walk_home_products_search_categories(sample_kb_dir, sample_kb, tmp_path
         _wait_text(page, "Matching intentions")
         page.wait_for_timeout(1500)  # let plotly finish drawing before the screenshot
         screenshot(page, "pages-4-categories")
+        page.locator(".js-plotly-plot").nth(4).scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        screenshot(page, "pages-4b-categories-map")
+        page.get_by_text("Matching intentions").scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        screenshot(page, "pages-4c-categories-table")
 
 
 def test_unreachable_image_shows_placeholder_quickly(tmp_path):
