@@ -10,7 +10,7 @@ from mind_core.kb import EXPORT_FORMATS, export_frame
 
 PAGE_SIZE = 25
 MODE_HELP = {
-    "semantic": "meaning: cosine similarity of MiniLM embeddings (FAISS)",
+    "semantic": "by meaning, cosine similarity of MiniLM embeddings (FAISS); the first query loads the model",
     "keyword": 'exact words and "quoted phrases", all must occur; ranked by BM25',
     "hybrid": "0.5 · cosine + 0.5 · BM25 / max BM25 over the top semantic and keyword candidates",
 }
