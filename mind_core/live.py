@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 #: upload formats offered by the page (``open_image`` reads more; the uploader only offers these)
 UPLOAD_TYPES: tuple[str, ...] = ("png", "jpg", "jpeg", "webp")
 MAX_UPLOADS = 4
-#: relations preselected on the page: a 1 pair x 3 relations run with the offline fallback takes about a minute
-#: and a half on a loaded 2-core CPU (README, "Try a product")
+#: relations preselected on the page. With the offline fallback one relation (4 calls with stage 1) is what fits
+#: "a minute or two" on a quiet 2-core CPU; 1 pair x 3 relations took 21 min on the shared, overloaded box
+#: (README, "Try a product"). Real LVLM backends get three.
 DEFAULT_RELATIONS: tuple[str, ...] = ("usedFor", "capableOf", "isA")
+DEFAULT_RELATIONS_OFFLINE: tuple[str, ...] = ("usedFor",)
 UPLOAD_CATEGORY = "uploaded"
 USER_KB_NAME = "my-products"
 #: Parquet parts the user KB is built from, under ``user_kb_dir()`` (the leading underscore keeps the folder out
@@ -220,6 +222,11 @@ def product_choices(kb, query: str = "", limit: int = 20_000) -> dict[str, str]:
     if len(prods) > limit:
         prods = find_products(kb, query, limit=50)
     return {f"{clean_title(t)[:110]} · {a}": str(a) for a, t in zip(prods["asin"], prods["title"])}
+
+
+def default_relations(kind: str) -> list[str]:
+    """The relations the page preselects for a backend kind."""
+    return list(DEFAULT_RELATIONS_OFFLINE if kind == "offline" else DEFAULT_RELATIONS)
 
 
 # --- backend ---------------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ all_relations = st.toggle(f"All {len(RELATIONS)} relations", key="try_all_relati
 if all_relations:
     relations = list(RELATIONS)
 else:
-    relations = st.multiselect("Relations", list(RELATIONS), default=list(live.DEFAULT_RELATIONS),
+    relations = st.multiselect("Relations", list(RELATIONS), default=live.default_relations(config.kind),
                                key="try_relations", persist_state="session",
                                format_func=lambda r: f"{r} — “{RELATION_PHRASES[r] or '(open)'}”")
 n_desc = sum(1 for p in (input_a.product, input_b.product) if p is not None and not p.description.strip())
