@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 from PIL import Image
@@ -46,9 +46,8 @@ log = logging.getLogger(__name__)
 #: upload formats offered by the page (``open_image`` reads more; the uploader only offers these)
 UPLOAD_TYPES: tuple[str, ...] = ("png", "jpg", "jpeg", "webp")
 MAX_UPLOADS = 4
-#: relations preselected on the page. With the offline fallback one relation (4 calls with stage 1) is what fits
-#: "a minute or two" on a quiet 2-core CPU; 1 pair x 3 relations took 21 min on the shared, overloaded box
-#: (README, "Try a product"). Real LVLM backends get three.
+#: relations preselected on the page: three for real LVLM backends; one for the offline fallback, whose calls take
+#: tens of seconds each on a 2-core CPU (measured timings: README, "Try a product")
 DEFAULT_RELATIONS: tuple[str, ...] = ("usedFor", "capableOf", "isA")
 DEFAULT_RELATIONS_OFFLINE: tuple[str, ...] = ("usedFor",)
 UPLOAD_CATEGORY = "uploaded"

@@ -13,7 +13,6 @@ from mind_core.schema import RELATION_PHRASES, RELATIONS
 
 RUN_KEY = "try_run"
 POLL_S = 1.0
-STATE_ICON = {"waiting": "⏳", "running": "⏳", "complete": "✅", "skipped": "➖", "error": "❌", "stopped": "⏹️"}
 
 kb = ui.render_sidebar()
 env_config = live.BackendConfig.from_env()
@@ -153,7 +152,7 @@ if st.button("Run MIND", type="primary", disabled=active, key="try_run_button"):
 
 # --- the live run -----------------------------------------------------------------------------------------------
 def stage_box(stage: live.StageView, view: live.RunView):
-    label = f"{STATE_ICON[stage.state]} {stage.title}"
+    label = stage.title  # st.status draws the state's icon
     if stage.state == "skipped":
         label += " — skipped" + (" (both products have a description)" if stage.key == "describe" else "")
     elif stage.planned:
@@ -163,10 +162,6 @@ def stage_box(stage: live.StageView, view: live.RunView):
     state = {"running": "running", "error": "error", "stopped": "error"}.get(stage.state, "complete")
     return st.status(label, state=state, expanded=stage.state in ("running", "error", "stopped") or (
         view.finished and stage.key == "filter"))
-
-
-def titles(run: live.LiveRun) -> dict[str, str]:
-    return {run.a.asin: run.a.title, run.b.asin: run.b.title}
 
 
 @st.fragment(run_every=POLL_S if active else None)
@@ -187,13 +182,12 @@ def run_panel():
             c2.info("Stopping after the current call…")
     frac = view.done / view.total if view.total else 0.0
     st.progress(min(frac, 1.0), text=f"{view.done} / {view.total or '?'} backend calls")
-    names = titles(run)
-    by_stage = {s.key: s for s in view.stages}
     for stage in view.stages:
+        slot = st.empty()  # one slot per stage: the "waiting" line is replaced in place by its status box
         if stage.state == "waiting":
-            st.caption(f"⏸️ {stage.title} — not run" if view.finished else f"⏳ {stage.title} — waiting")
+            slot.caption(f"{stage.title} — not run" if view.finished else f"{stage.title} — waiting")
             continue
-        with stage_box(stage, view):
+        with slot.container(), stage_box(stage, view):
             for msg in stage.errors:
                 st.warning(md_escape(msg))
             if stage.key == "describe":
@@ -225,8 +219,6 @@ def run_panel():
                         st.markdown(f"**{rel}** {verdict_badge(row.get('verdict'))}"
                                     + (f" · P(yes) {p:.2f}" if p is not None else "")
                                     + f" — {md_escape(row.get('reason') or '')}")
-    if by_stage["describe"].state == "waiting" and view.phase == "running":
-        st.caption("Fetching images…")
     if view.finished and st.session_state.get("try_shown") is not run:
         st.session_state["try_shown"] = run
         st.rerun()  # once: the whole page, so the results below appear and polling stops
