@@ -340,7 +340,7 @@ def placeholder_image(size: tuple[int, int] = (256, 256), text: str = "image una
         except (TypeError, OSError, ImportError):
             font = ImageFont.load_default()
         box = draw.textbbox((0, 0), text, font=font)
-        tw, th = box[2] - box[0], box[3] - box[1]
+        tw = box[2] - box[0]
         draw.text(((w - tw) / 2 - box[0], y1 + s * 0.18 - box[1]), text, fill=(120, 120, 120), font=font)
     return img
 

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from mind_core.commands.common import add_backend_args, positive
+
 EPILOG = """\
 methods:
   overlap    word overlap between the question's products (+ intention, task 2) and each choice; no model
@@ -24,16 +26,6 @@ LVLM answers are cached in --answers as they arrive: a killed run resumes, a rep
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def register(sub) -> None:
     from mind_core.eval.intentionqa import DEFAULT_BOOTSTRAP, DEFAULT_K, METHODS
 
@@ -49,27 +41,18 @@ def register(sub) -> None:
                    help="KB folder for embed+kb / lvlm+kb / --exclude-kb-pairs (default: $MIND_KB or indexes/sample)")
     p.add_argument("--method", action="append", choices=METHODS, metavar="M",
                    help=f"one of {', '.join(METHODS)}; repeat to compare several (default: overlap)")
-    p.add_argument("--k", type=_positive_int, default=DEFAULT_K, help=f"KB intentions retrieved per question "
+    p.add_argument("--k", type=positive(int), default=DEFAULT_K, help=f"KB intentions retrieved per question "
                                                                       f"(default {DEFAULT_K})")
-    p.add_argument("--limit", type=_positive_int, metavar="N",
+    p.add_argument("--limit", type=positive(int), metavar="N",
                    help="only the first N questions of the file (after --exclude-kb-pairs)")
     p.add_argument("--exclude-kb-pairs", action="store_true",
                    help="drop questions whose product pair (order ignored) is in the KB (leakage check)")
     p.add_argument("--json", metavar="OUT", help="write summaries + per-question predictions as JSON")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--bootstrap", type=_positive_int, default=DEFAULT_BOOTSTRAP, metavar="B",
+    p.add_argument("--bootstrap", type=positive(int), default=DEFAULT_BOOTSTRAP, metavar="B",
                    help=f"bootstrap resamples (default {DEFAULT_BOOTSTRAP})")
     g = p.add_argument_group("LVLM backend (lvlm, lvlm+kb); same flags as `distill`")
-    g.add_argument("--backend", choices=("offline", "transformers", "openai"),
-                   help="offline = text-only SmolLM2-135M fallback (slow on CPU); transformers = local folder or "
-                        "HF id; openai = any OpenAI-compatible server")
-    g.add_argument("--model", metavar="M", help="model folder / HF id (transformers), model name (openai; default: "
-                                                 "the server's), or a .gguf path (offline)")
-    g.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    g.add_argument("--api-key-env", metavar="VAR", default=None,
-                   help="environment variable holding the API key (default: OPENAI_API_KEY if set)")
-    g.add_argument("--concurrency", type=_positive_int, metavar="C", help="parallel requests (openai; default 8)")
-    g.add_argument("--batch-size", type=_positive_int, metavar="B", help="generation batch size (transformers)")
+    add_backend_args(g, required=False)
     g.add_argument("--answers", metavar="FILE", default=None,
                    help="LVLM answer cache, JSONL (default: <cache>/intentionqa/answers.jsonl)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -139,7 +122,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
 
     backend = None
     if wants_lvlm:
-        from mind_core.commands.distill_commands import backend_from_args
+        from mind_core.commands.common import backend_from_args
 
         backend = backend_from_args(args)
         if getattr(backend, "text_only", False):

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from mind_core.commands.distill_commands import _positive, backend_from_args
+from mind_core.commands.common import add_backend_args, backend_from_args, positive
 
 EPILOG = """\
 examples:
@@ -28,27 +28,17 @@ def register(sub) -> None:
                     "rescored value of each row as the score p_yes_rescored.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kb", required=True, metavar="DIR", help="a built KB folder")
-    p.add_argument("--backend", required=True, choices=("offline", "transformers", "openai"),
-                   help="offline = text-only fallback (no GPU, no network); transformers = local folder or HF id; "
-                        "openai = any OpenAI-compatible server (vLLM, SGLang, Ollama ...)")
-    p.add_argument("--model", metavar="M", help="model folder / HF id (transformers), model name (openai; default: "
-                                                 "the server's), or a .gguf path (offline)")
-    p.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    p.add_argument("--api-key-env", metavar="VAR", default=None,
-                   help="name of the environment variable holding the API key (default: OPENAI_API_KEY if set)")
+    add_backend_args(p, required=True)
     p.add_argument("--where", action="append", metavar="COL=V[,V]",
                    help="only rows with this relation / verdict / category / source (repeatable; all must hold), "
                         "e.g. relation=usedFor")
-    p.add_argument("--limit", type=_positive(int), metavar="N", help="only the first N selected rows (KB order)")
-    p.add_argument("--concurrency", type=_positive(int), metavar="C",
-                   help="parallel requests (openai backend; default 8)")
-    p.add_argument("--batch-size", type=_positive(int), metavar="B", help="generation batch size (transformers)")
-    p.add_argument("--chunk-rows", type=_positive(int), metavar="R",
+    p.add_argument("--limit", type=positive(int), metavar="N", help="only the first N selected rows (KB order)")
+    p.add_argument("--chunk-rows", type=positive(int), metavar="R",
                    help="rows per written part; a kill loses at most one chunk (default: max(16, 2 x parallelism))")
     p.add_argument("--no-images", action="store_true", help="do not fetch product images (text only)")
-    p.add_argument("--image-timeout", type=_positive(float), default=2.0, metavar="S",
+    p.add_argument("--image-timeout", type=positive(float), default=2.0, metavar="S",
                    help="seconds per image download (default 2)")
-    p.add_argument("--max-new-tokens", type=_positive(int), default=128, metavar="N",
+    p.add_argument("--max-new-tokens", type=positive(int), default=128, metavar="N",
                    help="length of the answer + reason (default 128; P(yes) only needs the first token)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_rescore)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import io
-import json
 import logging
 import os
 import random
