@@ -126,7 +126,7 @@ else:
     relations = st.multiselect("Relations", list(RELATIONS), default=live.default_relations(config.kind),
                                key="try_relations", persist_state="session",
                                format_func=lambda r: f"{r} — “{RELATION_PHRASES[r] or '(open)'}”")
-n_desc = sum(1 for p in (input_a.product, input_b.product) if p is not None and not p.description.strip())
+n_desc = sum(1 for p in (input_a.product, input_b.product) if p is None or not p.description.strip())
 n_calls = n_desc + 2 * len(relations)
 st.caption(f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {len(relations)} filter "
            "answers." + (" The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (README)."
@@ -172,8 +172,9 @@ def run_panel():
     view = run.view()
     st.subheader("Run")
     st.caption(f"Backend: {md_escape(view.backend_label)} · {view.elapsed_s:.0f} s")
+    controls = st.empty()  # a fixed slot, so the elements below keep their places when the controls go
     if run.running:
-        c1, c2 = st.columns([1, 5])
+        c1, c2 = controls.container().columns([1, 5])
         c1.button("Stop", key="try_stop", on_click=run.stop, disabled=view.cancel_requested,
                   help="Stops before the next backend call; what finished is kept.")
         if view.phase == "loading":

@@ -47,6 +47,7 @@ def test_try_a_product_in_chromium(sample_kb_dir, fake_openai, tmp_path):
         # a corrupt file: its message, nothing else lost
         uploads.nth(0).set_input_files(str(corrupt))
         _wait_text(page, "The image file is corrupt")
+        page.wait_for_function("document.querySelectorAll('textarea').length >= 2", timeout=30_000)
         screenshot(page, "try-0-corrupt")
         page.get_by_test_id("stFileChipDeleteBtn").first.click()
         page.wait_for_function("!document.body.innerText.includes('The image file is corrupt')", timeout=30_000)
