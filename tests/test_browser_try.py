@@ -53,8 +53,14 @@ def test_try_a_product_in_chromium(sample_kb_dir, fake_openai, tmp_path):
         page.wait_for_function("!document.body.innerText.includes('The image file is corrupt')", timeout=30_000)
 
         uploads.nth(0).set_input_files(mug)
+        _wait_text(page, "mug.png")
         uploads.nth(1).set_input_files(coaster)
-        page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=30_000)
+        _wait_text(page, "coaster.png")
+        try:
+            page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2",
+                                   timeout=30_000)
+        finally:
+            screenshot(page, "try-0b-uploaded")
         titles = page.get_by_label("Title (required)")
         titles.nth(0).fill("Red ceramic mug")
         titles.nth(0).press("Tab")
