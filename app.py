@@ -1,6 +1,6 @@
 """MIND Explorer dashboard entry point: ``streamlit run app.py [-- --kb DIR]``.
 
-Navigation only; every page is a short script under ``pages/`` (listed in ``mind_core.ui.PAGES``) and all
+Navigation only; every page is a short script under ``views/`` (listed in ``mind_core.ui.PAGES``) and all
 computation is in ``mind_core``.
 """
 import streamlit as st

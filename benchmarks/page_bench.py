@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PAGES = ("pages/home.py", "pages/products.py", "pages/search.py", "pages/categories.py")
+PAGES = ("views/home.py", "views/products.py", "views/search.py", "views/categories.py")
 QUERIES = ["keep warm in winter", "comfortable shoes for running", "usb charging cable", "gift for a child",
            "protect the phone screen", "matching jewelry set", "outdoor camping trip", "leather wallet",
            "costume party", "wireless headphones music"]

@@ -61,7 +61,7 @@ def apptest_moves(kb_dir: str, key: str, n: int = 8) -> list[float]:
 
     os.environ["MIND_KB"] = kb_dir
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
-    at.switch_page("pages/thresholds.py")
+    at.switch_page("views/thresholds.py")
     at.run()
     at.selectbox(key="score").set_value(key).run()
     slider = at.slider(key=f"ta_{key}")

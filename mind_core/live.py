@@ -1,4 +1,4 @@
-"""Try a product: everything behind the live page (``pages/try_product.py``) except the widgets.
+"""Try a product: everything behind the live page (``views/try_product.py``) except the widgets.
 
 * Inputs — :func:`read_upload` turns an uploaded file into an RGB image or a user-facing error (and says when a
   CMYK / palette / transparent / animated / 16-bit image was normalised); :func:`uploaded_product` and

@@ -17,13 +17,13 @@ KB_STATE_KEY = "kb_path"
 
 #: The dashboard's pages, in menu order: (script, title, icon, url path, one-line purpose).
 PAGES: list[tuple[str, str, str, str, str]] = [
-    ("pages/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
-    ("pages/products.py", "Products", "🛍️", "products", "a product, its co-buy partners and their intentions"),
-    ("pages/search.py", "Search", "🔎", "search", "semantic, keyword or hybrid search with facets; export"),
-    ("pages/try_product.py", "Try a product", "🧪", "try", "upload two products and watch MIND distill intentions live"),
-    ("pages/categories.py", "Categories", "📊", "categories", "charts of relation types and categories; embedding map"),
-    ("pages/intentionqa.py", "IntentionQA", "🎯", "intentionqa", "does the KB help answer purchase-intention questions?"),
-    ("pages/thresholds.py", "Filter thresholds", "🎚️", "thresholds", "what a stricter or looser filter would keep"),
+    ("views/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
+    ("views/products.py", "Products", "🛍️", "products", "a product, its co-buy partners and their intentions"),
+    ("views/search.py", "Search", "🔎", "search", "semantic, keyword or hybrid search with facets; export"),
+    ("views/try_product.py", "Try a product", "🧪", "try_product", "upload two products and watch MIND distill intentions live"),
+    ("views/categories.py", "Categories", "📊", "categories", "charts of relation types and categories; embedding map"),
+    ("views/intentionqa.py", "IntentionQA", "🎯", "intentionqa", "does the KB help answer purchase-intention questions?"),
+    ("views/thresholds.py", "Filter thresholds", "🎚️", "thresholds", "what a stricter or looser filter would keep"),
 ]
 
 

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from mind_core.kb import build_kb
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGE = "pages/thresholds.py"
+PAGE = "views/thresholds.py"
 
 
 def _page(kb_dir: Path, monkeypatch) -> AppTest:

@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGE = "pages/try_product.py"
+PAGE = "views/try_product.py"
 
 
 def _png(color) -> bytes:

@@ -92,7 +92,7 @@ event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun",
                          "p_yes": st.column_config.NumberColumn("P(yes)", format="%.2f")})
 selected = event.selection.rows if event is not None else []
 if selected:
-    st.switch_page("pages/products.py", query_params={"asin": shown.iloc[selected[0]]["asin_a"]})
+    st.switch_page("views/products.py", query_params={"asin": shown.iloc[selected[0]]["asin_a"]})
 
 e1, e2 = st.columns([1, 3])
 fmt = e1.selectbox("Export format", EXPORT_FORMATS, key="export_fmt")

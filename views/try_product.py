@@ -305,7 +305,7 @@ if saved is not None and saved[0] is run:
 
     if st.button("Load my KB and open Search", key="try_open_search", on_click=open_user_kb,
                  args=(str(saved[1].kb_dir),)):
-        st.switch_page("pages/search.py")
+        st.switch_page("views/search.py")
 fmt = c2.selectbox("Export format", EXPORT_FORMATS, key="try_export_fmt")
 c3.download_button(f"Export {len(rows)} rows as {fmt.upper()}", live.export_rows(rows, fmt, products),
                    file_name=f"mind-try.{fmt}", key="try_export",

@@ -25,7 +25,7 @@ if kb is not None:
     st.subheader("Intentions per relation")
     st.dataframe(kb.stats_by_relation(), hide_index=True, width="stretch")
 
-others = [p for p in ui.PAGES if p[0] != "pages/home.py"]
+others = [p for p in ui.PAGES if p[0] != "views/home.py"]
 if others:
     st.subheader("Go to")
     for script, title, icon, _url, purpose in others:
