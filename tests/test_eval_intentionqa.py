@@ -357,7 +357,7 @@ def test_page_runs_methods_and_browses_questions(sample_kb_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MIND_KB", str(sample_kb_dir))
-    at = AppTest.from_file(str(REPO / "pages" / "intentionqa.py"), default_timeout=180).run()
+    at = AppTest.from_file(str(REPO / "views" / "intentionqa.py"), default_timeout=180).run()
     assert not at.exception, at.exception
     assert any("Run" in i.value for i in at.info)
     at.selectbox(key="iqa_file").select(str(TASK1))
