@@ -121,11 +121,17 @@ def search(index, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None
     if len(allowed_ids) == 0:
         return np.full((len(q), k), -np.inf, dtype=np.float32), np.full((len(q), k), -1, dtype=np.int64)
     sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+    return index.search(q, k, params=selector_params(sel, params))
+
+
+def selector_params(sel, params: dict | None):
+    """FAISS SearchParameters restricting a search to ``sel`` while keeping the index's own ``nprobe`` /
+    ``efSearch`` (a bare SearchParameters would reset them to the defaults)."""
+    import faiss
+
     params = params or {}
     if "nprobe" in params:
-        sp = faiss.SearchParametersIVF(sel=sel, nprobe=int(params["nprobe"]))
-    elif "efSearch" in params:
-        sp = faiss.SearchParametersHNSW(sel=sel, efSearch=int(params["efSearch"]))
-    else:
-        sp = faiss.SearchParameters(sel=sel)
-    return index.search(q, k, params=sp)
+        return faiss.SearchParametersIVF(sel=sel, nprobe=int(params["nprobe"]))
+    if "efSearch" in params:
+        return faiss.SearchParametersHNSW(sel=sel, efSearch=int(params["efSearch"]))
+    return faiss.SearchParameters(sel=sel)

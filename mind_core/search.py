@@ -369,6 +369,8 @@ def _faiss_search(kb: KnowledgeBase, qvec: np.ndarray, k: int, mask: np.ndarray 
     """(rows, cosine scores): exact on small facet subsets, FAISS (bitmap id selector) otherwise."""
     import faiss
 
+    from mind_core.index import selector_params
+
     index = kb.index
     if mask is not None:
         rows = np.flatnonzero(mask)
@@ -380,13 +382,7 @@ def _faiss_search(kb: KnowledgeBase, qvec: np.ndarray, k: int, mask: np.ndarray 
             return r, s
         bits = np.packbits(mask, bitorder="little")
         sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
-        params = kb.manifest.get("search_params") or {}
-        if "nprobe" in params:
-            sp = faiss.SearchParametersIVF(sel=sel, nprobe=int(params["nprobe"]))
-        elif "efSearch" in params:
-            sp = faiss.SearchParametersHNSW(sel=sel, efSearch=int(params["efSearch"]))
-        else:
-            sp = faiss.SearchParameters(sel=sel)
+        sp = selector_params(sel, kb.manifest.get("search_params"))
         scores, ids = index.search(np.array(qvec[None, :], dtype=np.float32), min(k, len(rows)), params=sp)
         del bits  # the selector points into it; keep it alive until the search returns
     else:

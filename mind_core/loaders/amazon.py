@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from mind_core.loaders.kb_files import _open_text
+from mind_core.loaders.kb_files import iter_text_lines
 from mind_core.schema import CoBuyPair, Product, ValidationError
 
 
@@ -103,38 +103,22 @@ def iter_metadata(path: str | Path, report: AmazonReport, *, skip_bad: bool = Fa
                   ) -> Iterator[tuple[Product, list[str]]]:
     """Yield ``(product, also_buy)`` for every valid line of a metadata file."""
     path = Path(path)
-    try:
-        fh = _open_text(path)
-    except OSError as err:
-        raise ValidationError(f"cannot open: {err.strerror or err}", path=str(path)) from None
-    with fh:
-        lineno = 0
-        while True:
+    for lineno, line in iter_text_lines(path):
+        report.lines += 1
+        where = {"path": str(path), "line": lineno}
+        try:
             try:
-                line = fh.readline()
-            except (UnicodeDecodeError, OSError, EOFError) as err:
-                raise ValidationError(f"unreadable after line {lineno} (not UTF-8 text or a damaged .gz file): "
-                                      f"{err}", path=str(path)) from None
-            if not line:
-                break
-            lineno += 1
-            if not line.strip():
-                continue
-            report.lines += 1
-            where = {"path": str(path), "line": lineno}
-            try:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    hint = (" (this line looks like a Python dict repr, not JSON; convert the file to strict JSON "
-                            "lines, e.g. with json.dumps, or re-run with --skip-bad)"
-                            if line.lstrip().startswith("{'") else "")
-                    raise ValidationError(f"invalid JSON ({err.msg} at column {err.colno}){hint}", **where) from None
-                yield parse_product_line(row, where)
-            except ValidationError as err:
-                if not skip_bad:
-                    raise
-                report.add_error(err)
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                hint = (" (this line looks like a Python dict repr, not JSON; convert the file to strict JSON "
+                        "lines, e.g. with json.dumps, or re-run with --skip-bad)"
+                        if line.lstrip().startswith("{'") else "")
+                raise ValidationError(f"invalid JSON ({err.msg} at column {err.colno}){hint}", **where) from None
+            yield parse_product_line(row, where)
+        except ValidationError as err:
+            if not skip_bad:
+                raise
+            report.add_error(err)
 
 
 def cobuy_pairs(links: list[tuple[str, str]], known: set[str] | dict, report: AmazonReport | None = None

@@ -173,8 +173,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     return path.open("r", encoding="utf-8")
 
 
-def iter_jsonl(path: Path, report: LoadReport, skip_bad: bool) -> Iterator[tuple[dict, dict]]:
-    """Yield (row, where) for every non-blank line; bad JSON raises or is counted."""
+def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line) for every non-blank line of a UTF-8 text file, plain or gzipped;
+    an unopenable or damaged file raises ValidationError naming the file and the last good line."""
     try:
         fh = _open_text(path)
     except OSError as err:
@@ -185,22 +186,28 @@ def iter_jsonl(path: Path, report: LoadReport, skip_bad: bool) -> Iterator[tuple
             try:
                 line = fh.readline()
             except (UnicodeDecodeError, OSError, EOFError) as err:
-                raise ValidationError(f"unreadable after line {lineno}: {err}", path=str(path)) from None
+                raise ValidationError(f"unreadable after line {lineno} (not UTF-8 text or a damaged .gz file): "
+                                      f"{err}", path=str(path)) from None
             if not line:
                 break
             lineno += 1
-            if not line.strip():
-                continue
-            where = {"path": str(path), "line": lineno}
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                e = ValidationError(f"invalid JSON ({err.msg} at column {err.colno})", **where)
-                if not skip_bad:
-                    raise e from None
-                report.add_error(e)
-                continue
-            yield row, where
+            if line.strip():
+                yield lineno, line
+
+
+def iter_jsonl(path: Path, report: LoadReport, skip_bad: bool) -> Iterator[tuple[dict, dict]]:
+    """Yield (row, where) for every non-blank line; bad JSON raises or is counted."""
+    for lineno, line in iter_text_lines(path):
+        where = {"path": str(path), "line": lineno}
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            e = ValidationError(f"invalid JSON ({err.msg} at column {err.colno})", **where)
+            if not skip_bad:
+                raise e from None
+            report.add_error(e)
+            continue
+        yield row, where
 
 
 def _is_products_file(path: Path) -> bool:
