@@ -102,10 +102,29 @@ def load_index(path: Path, *, mmap: bool = True):
 
     if mmap:
         try:
-            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            _prefetch(path)
+            return index
         except RuntimeError as err:
             log.debug("mmap read of %s not supported (%s); reading into memory", path, err)
     return faiss.read_index(str(path))
+
+
+def _prefetch(path: Path) -> None:
+    """Ask the kernel to read the mapped file ahead in the background, so the first queries do not each wait on
+    page faults of cold inverted lists (measured at 1.26M/IVF4096: 292 ms median before, see README)."""
+    import os
+
+    if not hasattr(os, "posix_fadvise"):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+    except OSError as err:  # advisory only
+        log.debug("prefetch of %s failed: %s", path, err)
 
 
 def search(index, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
