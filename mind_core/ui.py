@@ -77,6 +77,11 @@ def current_kb() -> KnowledgeBase | None:
         return None
 
 
+def kb_cache_key(kb: KnowledgeBase) -> str:
+    """A hashable stand-in for a KB in ``st.cache_data`` keys: changes when the folder is rebuilt."""
+    return f"{kb.path}@{kb.manifest.get('built_at')}"
+
+
 def render_sidebar() -> KnowledgeBase | None:
     """KB picker and its counts; returns the loaded KB (or None)."""
     with st.sidebar:

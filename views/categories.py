@@ -11,7 +11,7 @@ kb = ui.render_sidebar()
 st.title("Intention categories")
 if kb is None:
     st.stop()
-kb_key = f"{kb.path}@{kb.manifest.get('built_at')}"
+kb_key = ui.kb_cache_key(kb)
 
 
 @st.cache_data(show_spinner=False, max_entries=2)

@@ -19,7 +19,7 @@ kb = ui.render_sidebar()
 st.title("Search intentions")
 if kb is None:
     st.stop()
-kb_key = f"{kb.path}@{kb.manifest.get('built_at')}"
+kb_key = ui.kb_cache_key(kb)
 
 
 @st.cache_data(show_spinner=False, max_entries=1)

@@ -16,7 +16,7 @@ kb = ui.render_sidebar()
 st.title("Filter thresholds")
 if kb is None:
     st.stop()
-kb_key = f"{kb.path}@{kb.manifest.get('built_at')}"
+kb_key = ui.kb_cache_key(kb)
 signature = scores.rescore_signature(kb.path)  # new rescore parts -> fresh scores
 GROUPINGS = {"category": "intention category (KB)", "product category (A)": "product category of product A"}
 
