@@ -40,9 +40,10 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mind_core.kb import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 from mind_core.distill.pipeline import DistillOptions, run_pairs
 from mind_core.lvlm.base import Backend, source_label
-from mind_core.schema import INTENTION_COLUMNS, PRODUCT_COLUMNS, CoBuyPair, Product
+from mind_core.schema import CoBuyPair, Product
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +67,8 @@ def default_chunk_pairs(backend: Backend, n_relations: int) -> int:
     return step * -(-target // step) if step <= 4 * target else target
 
 
-INTENTION_SCHEMA = pa.schema([
-    ("intention_id", pa.string()), ("pair_id", pa.string()), ("asin_a", pa.string()), ("asin_b", pa.string()),
-    ("relation", pa.string()), ("intention", pa.string()), ("verdict", pa.string()), ("reason", pa.string()),
-    ("p_yes", pa.float64()), ("category", pa.string()), ("source", pa.string()), ("created_at", pa.string()),
-    ("tail", pa.string()), ("flags", pa.string()),
-])
-PRODUCT_SCHEMA = pa.schema([
-    ("asin", pa.string()), ("title", pa.string()), ("description", pa.string()),
-    ("image_urls", pa.list_(pa.string())), ("category", pa.string()),
-])
-assert tuple(INTENTION_SCHEMA.names) == INTENTION_COLUMNS and tuple(PRODUCT_SCHEMA.names) == PRODUCT_COLUMNS
+# the KB table layout, defined once in kb.py; distill parts are written with exactly that schema
+INTENTION_SCHEMA, PRODUCT_SCHEMA = INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 
 _PART_RE = re.compile(r"^part-s(\d+)of(\d+)-(\d+)\.parquet$")
 
