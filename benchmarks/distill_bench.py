@@ -13,6 +13,7 @@
 
     .venv/bin/python benchmarks/distill_bench.py [--latency 0.2] [--skip-offline] [--offline-pairs 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,11 @@ RELATIONS = ["usedFor", "isA", "cause"]
 
 def sample_pairs(limit: int) -> tuple[dict[str, Product], list[CoBuyPair]]:
     """Distinct co-buy pairs (with stage-1 descriptions) from the vendored MIND sample."""
-    src = next(p for p in (SAMPLE_DATA_DIR, REPO.parent / "shared" / "data" / "mind_sample")
-               if (p / "intentions.jsonl").exists())
+    src = next(
+        p
+        for p in (SAMPLE_DATA_DIR, REPO.parent / "shared" / "data" / "mind_sample")
+        if (p / "intentions.jsonl").exists()
+    )
     products: dict[str, Product] = {}
     pairs: dict[str, CoBuyPair] = {}
     with open(src / "intentions.jsonl", encoding="utf-8") as fh:
@@ -68,8 +72,9 @@ def bench_openai(latency: float, levels: list[int], seconds: float, relations: l
             n_pairs = max(4, round(seconds * c / (latency * calls_per_pair)))
             products, pairs = sample_pairs(n_pairs)
             backend = make_backend("openai", endpoint=srv.url, concurrency=c)
-            opts = DistillOptions(relations=relations, use_images=False, describe="never",
-                                  params=GenParams(max_new_tokens=128))
+            opts = DistillOptions(
+                relations=relations, use_images=False, describe="never", params=GenParams(max_new_tokens=128)
+            )
             srv.reset_stats()
             with tempfile.TemporaryDirectory() as out:
                 t0 = time.perf_counter()
@@ -77,9 +82,17 @@ def bench_openai(latency: float, levels: list[int], seconds: float, relations: l
                 wall = time.perf_counter() - t0
             backend.close()
             assert summary.written == len(pairs) * len(relations), summary.text()
-            results.append({"concurrency": c, "pairs": len(pairs), "calls": len(srv.requests), "wall_s": wall,
-                            "pairs_per_min": len(pairs) / wall * 60, "calls_per_s": len(srv.requests) / wall,
-                            "max_active": srv.max_active})
+            results.append(
+                {
+                    "concurrency": c,
+                    "pairs": len(pairs),
+                    "calls": len(srv.requests),
+                    "wall_s": wall,
+                    "pairs_per_min": len(pairs) / wall * 60,
+                    "calls_per_s": len(srv.requests) / wall,
+                    "max_active": srv.max_active,
+                }
+            )
     base = results[0]["pairs_per_min"]
     for r in results:
         r["ratio"] = r["pairs_per_min"] / base
@@ -101,8 +114,15 @@ def bench_offline(n_pairs: int) -> dict:
             a, b = products[pair.asin_a], products[pair.asin_b]
             t1 = time.perf_counter()
             res = run_pair(a, b, backend, DistillOptions(relations=RELATIONS, use_images=False, describe="never"))
-            out["pairs"].append({"a": a.title, "b": b.title, "seconds": time.perf_counter() - t1,
-                                 "rows": res.rows, "errors": res.errors})
+            out["pairs"].append(
+                {
+                    "a": a.title,
+                    "b": b.title,
+                    "seconds": time.perf_counter() - t1,
+                    "rows": res.rows,
+                    "errors": res.errors,
+                }
+            )
     finally:
         backend.close()
     return out
@@ -121,33 +141,46 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
 
     import os
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; fake server latency "
-          f"{args.latency * 1000:.0f} ms/call; {len(RELATIONS)} relations/pair -> {2 * len(RELATIONS)} calls/pair "
-          "(intention + filter)\n")
+
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; fake server latency "
+        f"{args.latency * 1000:.0f} ms/call; {len(RELATIONS)} relations/pair -> {2 * len(RELATIONS)} calls/pair "
+        "(intention + filter)\n"
+    )
     result: dict = {}
     if not args.skip_openai:
         rows = bench_openai(args.latency, levels, args.seconds, RELATIONS)
         print("| concurrency | pairs | calls | wall s | pairs/min | calls/s | ratio vs 1 | ideal | max in flight |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['concurrency']} | {r['pairs']} | {r['calls']} | {r['wall_s']:.1f} | "
-                  f"{r['pairs_per_min']:.1f} | {r['calls_per_s']:.1f} | {r['ratio']:.1f}x | {r['concurrency']}x | "
-                  f"{r['max_active']} |")
+            print(
+                f"| {r['concurrency']} | {r['pairs']} | {r['calls']} | {r['wall_s']:.1f} | "
+                f"{r['pairs_per_min']:.1f} | {r['calls_per_s']:.1f} | {r['ratio']:.1f}x | {r['concurrency']}x | "
+                f"{r['max_active']} |"
+            )
         result["openai"] = rows
     if not args.skip_offline:
-        print(f"\noffline fallback (text-only), 1 pair x 3 relations, no images, no stage 1 "
-              f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
+        print(
+            f"\noffline fallback (text-only), 1 pair x 3 relations, no images, no stage 1 "
+            f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):"
+        )
         off = bench_offline(args.offline_pairs)
         result["offline"] = off
-        print(f"model {off['model']} (engine {off['engine']}), load {off['load_s']:.1f} s; "
-              f"load average after: {os.getloadavg()[0]:.1f}")
+        print(
+            f"model {off['model']} (engine {off['engine']}), load {off['load_s']:.1f} s; "
+            f"load average after: {os.getloadavg()[0]:.1f}"
+        )
         for p in off["pairs"]:
-            print(f"pair: A = {p['a'][:70]!r}\n      B = {p['b'][:70]!r}\n"
-                  f"seconds for 3 relations (3 intentions + 3 filters): {p['seconds']:.1f} s")
+            print(
+                f"pair: A = {p['a'][:70]!r}\n      B = {p['b'][:70]!r}\n"
+                f"seconds for 3 relations (3 intentions + 3 filters): {p['seconds']:.1f} s"
+            )
             for row in p["rows"]:
-                print(f"  [{row['relation']}] {row['intention']}\n      filter: {row['verdict']} "
-                      f"(p_yes={row['p_yes'] if row['p_yes'] is None else round(row['p_yes'], 3)}) "
-                      f"{(row['reason'] or '')[:200]!r}  flags={row['flags']}")
+                print(
+                    f"  [{row['relation']}] {row['intention']}\n      filter: {row['verdict']} "
+                    f"(p_yes={row['p_yes'] if row['p_yes'] is None else round(row['p_yes'], 3)}) "
+                    f"{(row['reason'] or '')[:200]!r}  flags={row['flags']}"
+                )
             for e in p["errors"]:
                 print(f"  error: {e}")
     if args.json:

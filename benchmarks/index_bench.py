@@ -63,9 +63,11 @@ Usage::
     python benchmarks/index_bench.py --quick               # N = 20k, 50k (about a minute)
     python benchmarks/index_bench.py --sizes 100000 --nprobes 16 32 --ef-search 64
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import os
@@ -129,18 +131,22 @@ def log(msg: str) -> None:
 class DataSpec:
     clusters: int = 2000
     sigma: float = 1.0
-    structure: str = "isotropic"   # isotropic | subspace
+    structure: str = "isotropic"  # isotropic | subspace
     subspace_dim: int = 16
     seed: int = 0
 
     def describe(self) -> str:
-        s = (f"{self.clusters:,} Gaussian cluster centres on the unit sphere (seed {self.seed}), LogNormal(0,1) cluster "
-             f"weights; point = centre + noise, L2-normalised; ")
+        s = (
+            f"{self.clusters:,} Gaussian cluster centres on the unit sphere (seed {self.seed}), LogNormal(0,1) cluster "
+            f"weights; point = centre + noise, L2-normalised; "
+        )
         if self.structure == "isotropic":
             s += f"noise ~ N(0, ({self.sigma}^2/{DIM}) I) (isotropic, full-dimensional: pessimistic for ANN)"
         else:
-            s += (f"noise = {self.sigma} x N(0, I/{self.subspace_dim}) in a per-cluster random {self.subspace_dim}-d "
-                  f"subspace + {0.3 * self.sigma:.2f} x isotropic N(0, I/{DIM})")
+            s += (
+                f"noise = {self.sigma} x N(0, I/{self.subspace_dim}) in a per-cluster random {self.subspace_dim}-d "
+                f"subspace + {0.3 * self.sigma:.2f} x isotropic N(0, I/{DIM})"
+            )
         return s
 
 
@@ -155,7 +161,7 @@ class Generator:
         self.weights = w / w.sum()
         if spec.structure == "subspace":
             b = rng.standard_normal((spec.clusters, spec.subspace_dim, DIM), dtype=np.float32)
-            b /= np.linalg.norm(b, axis=2, keepdims=True)            # unit basis rows, random directions
+            b /= np.linalg.norm(b, axis=2, keepdims=True)  # unit basis rows, random directions
             self.bases = b
         elif spec.structure != "isotropic":
             raise ValueError(spec.structure)
@@ -174,9 +180,11 @@ class Generator:
                 z = rng.standard_normal((m, 1, self.spec.subspace_dim), dtype=np.float32)
                 z *= np.float32(self.spec.sigma / math.sqrt(self.spec.subspace_dim))
                 x += np.matmul(z, self.bases[lab])[:, 0, :]
-                x += rng.standard_normal((m, DIM), dtype=np.float32) * np.float32(0.3 * self.spec.sigma / math.sqrt(DIM))
+                x += rng.standard_normal((m, DIM), dtype=np.float32) * np.float32(
+                    0.3 * self.spec.sigma / math.sqrt(DIM)
+                )
             x /= np.linalg.norm(x, axis=1, keepdims=True)
-            out[s:s + m] = x
+            out[s : s + m] = x
         return out
 
 
@@ -231,24 +239,33 @@ def fmt(v, spec: str = ".1f", none: str = "–") -> str:
 
 def print_table(res: Results) -> None:
     print("\n## Build, size, latency, recall\n")
-    print("| N | index | search params | train s | add s | build s | file MB | RSS Δ MB | peak RSS Δ MB "
-          "| build CPU s | p50 ms | p95 ms | CPU ms p50 | 1-query n | batch QPS | recall@10 | note |")
+    print(
+        "| N | index | search params | train s | add s | build s | file MB | RSS Δ MB | peak RSS Δ MB "
+        "| build CPU s | p50 ms | p95 ms | CPU ms p50 | 1-query n | batch QPS | recall@10 | note |"
+    )
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in res.rows:
         build = None if r.add_s is None else (r.train_s or 0.0) + r.add_s
-        print(f"| {r.n:,} | {r.kind} | {r.params} | {fmt(r.train_s)} | {fmt(r.add_s)} | {fmt(build)} "
-              f"| {fmt(r.file_mb, '.0f')} | {fmt(r.rss_mb, '.0f')} | {fmt(r.peak_mb, '.0f')} "
-              f"| {fmt(r.cpu_build_s)} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p95_ms, '.2f')} | {fmt(r.cpu_p50_ms, '.2f')} "
-              f"| {r.n_lat or '–'} | {fmt(r.qps, '.0f')} "
-              f"| {fmt(r.recall, '.3f')} | {r.note} |")
+        print(
+            f"| {r.n:,} | {r.kind} | {r.params} | {fmt(r.train_s)} | {fmt(r.add_s)} | {fmt(build)} "
+            f"| {fmt(r.file_mb, '.0f')} | {fmt(r.rss_mb, '.0f')} | {fmt(r.peak_mb, '.0f')} "
+            f"| {fmt(r.cpu_build_s)} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p95_ms, '.2f')} | {fmt(r.cpu_p50_ms, '.2f')} "
+            f"| {r.n_lat or '–'} | {fmt(r.qps, '.0f')} "
+            f"| {fmt(r.recall, '.3f')} | {r.note} |"
+        )
     if res.mmap:
         print("\n## Save + load (faiss.write_index / faiss.read_index(path, flags))\n")
-        print("| N | index | flags | loads | load ms | RSS Δ MB | file mapped | results = in-memory | p50 ms | detail |")
+        print(
+            "| N | index | flags | loads | load ms | RSS Δ MB | file mapped | results = in-memory | p50 ms | detail |"
+        )
         print("|---:|---|---|---|---:|---:|---|---|---:|---|")
         for m in res.mmap:
-            print(f"| {m.n:,} | {m.kind} | {m.flags} | {'yes' if m.ok else 'NO'} | {fmt(m.load_s and m.load_s * 1000, '.0f')} "
-                  f"| {fmt(m.rss_mb, '.0f')} | {'' if m.mapped is None else ('yes' if m.mapped else 'no')} "
-                  f"| {m.same} | {fmt(m.p50_ms, '.2f')} | {m.detail} |")
+            print(
+                f"| {m.n:,} | {m.kind} | {m.flags} | {'yes' if m.ok else 'NO'} "
+                f"| {fmt(m.load_s and m.load_s * 1000, '.0f')} "
+                f"| {fmt(m.rss_mb, '.0f')} | {'' if m.mapped is None else ('yes' if m.mapped else 'no')} "
+                f"| {m.same} | {fmt(m.p50_ms, '.2f')} | {m.detail} |"
+            )
     if res.add_checks:
         print("\n## add() on a loaded index (child process)\n")
         for line in res.add_checks:
@@ -261,7 +278,7 @@ def print_table(res: Results) -> None:
 
 # ----------------------------------------------------------------------------------------------- measuring
 LAST_CPU_P50_MS: float | None = None  # process CPU time (all threads) per single query, median of the last timing
-LATENCY_THREADS: int | None = None   # --latency-threads: OpenMP threads during single-query timing
+LATENCY_THREADS: int | None = None  # --latency-threads: OpenMP threads during single-query timing
 
 
 def single_query_latency(index, q: np.ndarray, max_queries: int, max_s: float) -> tuple[float, float, int]:
@@ -281,7 +298,7 @@ def _single_query_latency(index, q: np.ndarray, max_queries: int, max_s: float) 
     t_start = time.perf_counter()
     for i in range(min(max_queries, len(q))):
         c0, t0 = time.process_time(), time.perf_counter()
-        index.search(q[i:i + 1], K)
+        index.search(q[i : i + 1], K)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         if time.perf_counter() - t_start > max_s and len(times) >= 50:
@@ -335,22 +352,21 @@ def stored_params(faiss, index, kind: str) -> str:
     if kind == "IVF":
         ivf = faiss.extract_index_ivf(index)
         il = ivf.invlists
-        try:
+        with contextlib.suppress(Exception):
             il = faiss.downcast_InvertedLists(il)
-        except Exception:  # noqa: BLE001
-            pass
         return f"stored nprobe={ivf.nprobe}, invlists={type(il).__name__}"
     if kind == "HNSW":
         return f"stored efSearch={index.hnsw.efSearch}"
     return ""
 
 
-def mmap_checks(faiss, res: Results, n: int, kind: str, index, path: str, q: np.ndarray, param: int | None,
-                lat_queries: int) -> None:
+def mmap_checks(
+    faiss, res: Results, n: int, kind: str, index, path: str, q: np.ndarray, param: int | None, lat_queries: int
+) -> None:
     nq = min(len(q), 200)
     if param is not None:
         set_params(faiss, index, kind, param)
-    ref_d, ref_i = index.search(q[:nq], K)      # same queries, same batch shape as on the loaded copies
+    ref_d, ref_i = index.search(q[:nq], K)  # same queries, same batch shape as on the loaded copies
     for name in FLAG_SETS:
         gc.collect()
         r0 = rss_mb()
@@ -358,7 +374,7 @@ def mmap_checks(faiss, res: Results, n: int, kind: str, index, path: str, q: np.
             t0 = time.perf_counter()
             loaded = faiss.read_index(path, flag_value(faiss, name))
             load_s = time.perf_counter() - t0
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             res.mmap.append(MmapRow(n, kind, name, False, detail=str(e).splitlines()[0][:120]))
             continue
         drss = rss_mb() - r0
@@ -367,11 +383,16 @@ def mmap_checks(faiss, res: Results, n: int, kind: str, index, path: str, q: np.
         if param is not None:
             set_params(faiss, loaded, kind, param)
         ld, li = loaded.search(q[:nq], K)
-        same = (f"identical ({nq} q)" if np.array_equal(li, ref_i) and np.array_equal(ld, ref_d)
-                else f"DIFFER ({np.mean(li != ref_i):.1%} ids, max |dD| {np.abs(ld - ref_d).max():.2g})")
+        same = (
+            f"identical ({nq} q)"
+            if np.array_equal(li, ref_i) and np.array_equal(ld, ref_d)
+            else f"DIFFER ({np.mean(li != ref_i):.1%} ids, max |dD| {np.abs(ld - ref_d).max():.2g})"
+        )
         p50, _, _ = single_query_latency(loaded, q, lat_queries, 10.0)
         res.mmap.append(MmapRow(n, kind, name, True, load_s, drss, mapped, same, p50, detail))
-        log(f"  load {kind} flags={name}: {load_s * 1000:.0f} ms, RSS +{drss:.0f} MB, mapped={mapped}, {same}, {detail}")
+        log(
+            f"  load {kind} flags={name}: {load_s * 1000:.0f} ms, RSS +{drss:.0f} MB, mapped={mapped}, {same}, {detail}"
+        )
         del loaded
 
 
@@ -389,8 +410,12 @@ except Exception as e:
 
 def add_check(faiss, res: Results, kind: str, path: str) -> None:
     for name, n_add in (("0", 1000), ("IO_FLAG_MMAP", 3), ("IO_FLAG_MMAP", 1000), ("IO_FLAG_MMAP_IFC", 3)):
-        p = subprocess.run([sys.executable, "-c", ADD_CHILD, path, str(flag_value(faiss, name)), str(n_add)],
-                           capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-c", ADD_CHILD, path, str(flag_value(faiss, name)), str(n_add)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         out = (p.stdout.strip() or "").splitlines()
         err = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
         if p.returncode == 0:
@@ -403,8 +428,17 @@ def add_check(faiss, res: Results, kind: str, path: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- main
-def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, workdir: str,
-             hnsw_hist: list[tuple[int, float]], first: bool) -> None:
+def run_size(
+    faiss,
+    args,
+    gen: Generator,
+    q: np.ndarray,
+    n: int,
+    res: Results,
+    workdir: str,
+    hnsw_hist: list[tuple[int, float]],
+    first: bool,
+) -> None:
     log(f"=== N = {n:,}: generating data (load avg {loadavg()})")
     t0 = time.perf_counter()
     x = gen.draw(n, stream=1)
@@ -429,10 +463,29 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
     path = os.path.join(workdir, f"flat_{n}.faiss")
     t0 = time.perf_counter()
     faiss.write_index(flat, path)
-    log(f"Flat: add {add_s:.1f}s, p50 {fmt(p50, '.2f')} ms over {nl} queries, batch {qps:.0f} QPS, "
-        f"write_index {time.perf_counter() - t0:.1f}s (load avg {loadavg()})")
-    res.rows.append(Row(n, "Flat", "exact", None, add_s, file_mb(path), drss, dpeak, p50, p95, nl, cpu_s,
-                        LAST_CPU_P50_MS if nl else None, qps, 1.0))
+    log(
+        f"Flat: add {add_s:.1f}s, p50 {fmt(p50, '.2f')} ms over {nl} queries, batch {qps:.0f} QPS, "
+        f"write_index {time.perf_counter() - t0:.1f}s (load avg {loadavg()})"
+    )
+    res.rows.append(
+        Row(
+            n,
+            "Flat",
+            "exact",
+            None,
+            add_s,
+            file_mb(path),
+            drss,
+            dpeak,
+            p50,
+            p95,
+            nl,
+            cpu_s,
+            LAST_CPU_P50_MS if nl else None,
+            qps,
+            1.0,
+        )
+    )
     if not args.no_mmap:
         mmap_checks(faiss, res, n, "Flat", flat, path, q, None, min(lat_q, 200))
         if first:
@@ -441,7 +494,7 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
     os.remove(path)
 
     # ---- IVF (one index per --ivf-nlist value; default: the mind_core rule)
-    for nlist in (args.ivf_nlist or [ivf_nlist(n)]):
+    for nlist in args.ivf_nlist or [ivf_nlist(n)]:
         if nlist * 39 > n:
             log(f"IVF{nlist}: skipped, needs >= {nlist * 39:,} training vectors")
             continue
@@ -464,13 +517,16 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
         sizes = np.array([ivf.invlists.list_size(i) for i in range(nlist)])
         path = os.path.join(workdir, f"ivf_{n}.faiss")
         np_ = min(args.mmap_nprobe, nlist)
-        ivf.nprobe = np_                      # written with the file: checks that the search parameter is persisted
+        ivf.nprobe = np_  # written with the file: checks that the search parameter is persisted
         t0 = time.perf_counter()
         faiss.write_index(ivf, path)
         write_s = time.perf_counter() - t0
         fmb = file_mb(path)
-        log(f"IVF{nlist}: train on {n_train:,} in {train_s:.1f}s, add {add_s:.1f}s; list sizes mean {sizes.mean():.0f}, "
-            f"max {sizes.max()}, empty {int((sizes == 0).sum())}; write_index {write_s:.1f}s (load avg {loadavg()})")
+        log(
+            f"IVF{nlist}: train on {n_train:,} in {train_s:.1f}s, add {add_s:.1f}s; "
+            f"list sizes mean {sizes.mean():.0f}, "
+            f"max {sizes.max()}, empty {int((sizes == 0).sum())}; write_index {write_s:.1f}s (load avg {loadavg()})"
+        )
         for nprobe in args.nprobes:
             if nprobe > nlist:
                 continue
@@ -479,8 +535,26 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
             rec = recall_at_k(found, gt)
             p50, p95, nl = single_query_latency(ivf, q, lat_q, args.latency_budget_s)
             scanned = sizes.mean() * nprobe  # rough
-            res.rows.append(Row(n, f"IVF{nlist},Flat", f"nprobe={nprobe}", train_s, add_s, fmb, drss, dpeak, p50, p95, nl,
-                                cpu_s, LAST_CPU_P50_MS, qps, rec, f"train {n_train:,}; ~{scanned:,.0f} vecs scanned"))
+            res.rows.append(
+                Row(
+                    n,
+                    f"IVF{nlist},Flat",
+                    f"nprobe={nprobe}",
+                    train_s,
+                    add_s,
+                    fmb,
+                    drss,
+                    dpeak,
+                    p50,
+                    p95,
+                    nl,
+                    cpu_s,
+                    LAST_CPU_P50_MS,
+                    qps,
+                    rec,
+                    f"train {n_train:,}; ~{scanned:,.0f} vecs scanned",
+                )
+            )
             log(f"  nprobe={nprobe}: recall@10 {rec:.3f}, p50 {p50:.2f} ms, p95 {p95:.2f} ms, batch {qps:.0f} QPS")
         if not args.no_mmap:
             mmap_checks(faiss, res, n, "IVF", ivf, path, q, np_, min(lat_q, 200))
@@ -499,8 +573,10 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
             n0, t_0 = hnsw_hist[-1]
             predicted = t_0 * (n / n0) * (math.log(n) / math.log(n0))
         if predicted is not None and predicted > args.hnsw_budget_s * 1.25:
-            reason = (f"not built: predicted build {predicted / 60:.1f} min (EXTRAPOLATED from {hnsw_hist[-1][0]:,} "
-                      f"as t·(N/N0)·(logN/logN0)) > budget {args.hnsw_budget_s / 60:.0f} min")
+            reason = (
+                f"not built: predicted build {predicted / 60:.1f} min (EXTRAPOLATED from {hnsw_hist[-1][0]:,} "
+                f"as t·(N/N0)·(logN/logN0)) > budget {args.hnsw_budget_s / 60:.0f} min"
+            )
             log("HNSW " + reason)
             est_mb = n * (DIM * 4 + 2 * 32 * 4 * 1.07 + 8) / 2**20
             res.rows.append(Row(n, "HNSW32,Flat", "efC=40", None, predicted, est_mb, note="EXTRAPOLATED, " + reason))
@@ -513,7 +589,7 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
             chunk = 50_000
             aborted = None
             for s in range(0, n, chunk):
-                hnsw.add(x[s:s + chunk])
+                hnsw.add(x[s : s + chunk])
                 el = time.perf_counter() - t0
                 done = s + min(chunk, n - s)
                 if done < n:
@@ -526,8 +602,10 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
             drss, dpeak = rss_mb() - r0, peak_rss_mb() - p0
             if aborted:
                 done, el, eta = aborted
-                reason = (f"stopped after {done:,} vectors in {el:.0f}s; full build EXTRAPOLATED to {eta / 60:.1f} min "
-                          f"> budget {args.hnsw_budget_s / 60:.0f} min")
+                reason = (
+                    f"stopped after {done:,} vectors in {el:.0f}s; full build EXTRAPOLATED to {eta / 60:.1f} min "
+                    f"> budget {args.hnsw_budget_s / 60:.0f} min"
+                )
                 log("HNSW " + reason)
                 est_mb = n * (DIM * 4 + 2 * 32 * 4 * 1.07 + 8) / 2**20
                 res.rows.append(Row(n, "HNSW32,Flat", "efC=40", None, eta, est_mb, note="EXTRAPOLATED, " + reason))
@@ -546,9 +624,28 @@ def run_size(faiss, args, gen: Generator, q: np.ndarray, n: int, res: Results, w
                     _, found, qps = batch_search(hnsw, q)
                     rec = recall_at_k(found, gt)
                     p50, p95, nl = single_query_latency(hnsw, q, lat_q, args.latency_budget_s)
-                    res.rows.append(Row(n, "HNSW32,Flat", f"efC=40, efSearch={ef}", None, add_s, fmb, drss, dpeak,
-                                        p50, p95, nl, cpu_s, LAST_CPU_P50_MS, qps, rec))
-                    log(f"  efSearch={ef}: recall@10 {rec:.3f}, p50 {p50:.2f} ms, p95 {p95:.2f} ms, batch {qps:.0f} QPS")
+                    res.rows.append(
+                        Row(
+                            n,
+                            "HNSW32,Flat",
+                            f"efC=40, efSearch={ef}",
+                            None,
+                            add_s,
+                            fmb,
+                            drss,
+                            dpeak,
+                            p50,
+                            p95,
+                            nl,
+                            cpu_s,
+                            LAST_CPU_P50_MS,
+                            qps,
+                            rec,
+                        )
+                    )
+                    log(
+                        f"  efSearch={ef}: recall@10 {rec:.3f}, p50 {p50:.2f} ms, p95 {p95:.2f} ms, batch {qps:.0f} QPS"
+                    )
                 if not args.no_mmap:
                     mmap_checks(faiss, res, n, "HNSW", hnsw, path, q, args.mmap_ef, min(lat_q, 200))
                     if first:
@@ -565,22 +662,38 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"small run: sizes {QUICK_SIZES}")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--nprobes", type=int, nargs="+", default=[8, 32, 64, 128])
-    ap.add_argument("--ivf-nlist", type=int, nargs="+", default=None,
-                    help="nlist values to build (default: 4*sqrt(N) rounded to a power of two)")
+    ap.add_argument(
+        "--ivf-nlist",
+        type=int,
+        nargs="+",
+        default=None,
+        help="nlist values to build (default: 4*sqrt(N) rounded to a power of two)",
+    )
     ap.add_argument("--ivf-train-mult", type=int, default=64, help="train IVF on min(N, this * nlist) vectors")
     ap.add_argument("--ef-search", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--mmap-nprobe", type=int, default=32, help="nprobe used for the save/load comparison")
     ap.add_argument("--mmap-ef", type=int, default=128, help="efSearch used for the save/load comparison")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--latency-threads", type=int, default=None,
-                    help="OpenMP threads while timing single queries (default: --threads)")
+    ap.add_argument(
+        "--latency-threads",
+        type=int,
+        default=None,
+        help="OpenMP threads while timing single queries (default: --threads)",
+    )
     ap.add_argument("--latency-queries", type=int, default=1000, help="single-query searches per configuration")
-    ap.add_argument("--latency-budget-s", type=float, default=60.0,
-                    help="stop single-query timing of one configuration after this many seconds (>= 50 queries)")
+    ap.add_argument(
+        "--latency-budget-s",
+        type=float,
+        default=60.0,
+        help="stop single-query timing of one configuration after this many seconds (>= 50 queries)",
+    )
     ap.add_argument("--hnsw-budget-s", type=float, default=600.0, help="skip/stop HNSW builds predicted to take longer")
     ap.add_argument("--skip-hnsw", action="store_true")
-    ap.add_argument("--skip-flat-latency", action="store_true",
-                    help="time no single Flat queries (Flat is still built: it gives the exact neighbours)")
+    ap.add_argument(
+        "--skip-flat-latency",
+        action="store_true",
+        help="time no single Flat queries (Flat is still built: it gives the exact neighbours)",
+    )
     ap.add_argument("--no-mmap", action="store_true", help="skip the save/load checks")
     ap.add_argument("--clusters", type=int, default=2000)
     ap.add_argument("--sigma", type=float, default=1.0)
@@ -598,13 +711,18 @@ def main(argv=None) -> int:
     spec = DataSpec(args.clusters, args.sigma, args.structure, seed=args.seed)
     t_all = time.perf_counter()
     print("# FAISS index benchmark\n")
-    print(f"* faiss {faiss.__version__} ({faiss.get_compile_options().strip()}), numpy {np.__version__}, "
-          f"Python {sys.version.split()[0]}, omp threads {args.threads} (single-query timing: "
-          f"{args.latency_threads or args.threads}), CPUs visible {os.cpu_count()}")
+    print(
+        f"* faiss {faiss.__version__} ({faiss.get_compile_options().strip()}), numpy {np.__version__}, "
+        f"Python {sys.version.split()[0]}, omp threads {args.threads} (single-query timing: "
+        f"{args.latency_threads or args.threads}), CPUs visible {os.cpu_count()}"
+    )
     print(f"* data: {DIM}-d float32, {spec.describe()}")
     print(f"* queries: {args.queries:,} held-out draws from the same distribution; k = {K}; recall@{K} vs IndexFlatIP")
-    print(f"* sizes: {', '.join(f'{s:,}' for s in sizes)}; load average at start: {loadavg()} "
-          f"(other processes on this machine can inflate timings)\n", flush=True)
+    print(
+        f"* sizes: {', '.join(f'{s:,}' for s in sizes)}; load average at start: {loadavg()} "
+        f"(other processes on this machine can inflate timings)\n",
+        flush=True,
+    )
 
     gen = Generator(spec)
     q = gen.draw(args.queries, stream=2)
@@ -618,9 +736,11 @@ def main(argv=None) -> int:
                 x = gen.draw(min(n, 20_000), stream=1)
                 sims = q[:200] @ x.T
                 top = -np.sort(-sims, axis=1)[:, :K]
-                res.notes.append(f"data check (first 20k points, 200 queries): mean cosine of query to its top-1 "
-                                 f"{top[:, 0].mean():.3f}, to its 10th {top[:, -1].mean():.3f}, to a random point "
-                                 f"{sims.mean():.3f}")
+                res.notes.append(
+                    f"data check (first 20k points, 200 queries): mean cosine of query to its top-1 "
+                    f"{top[:, 0].mean():.3f}, to its 10th {top[:, -1].mean():.3f}, to a random point "
+                    f"{sims.mean():.3f}"
+                )
                 del x, sims
             run_size(faiss, args, gen, q, n, res, workdir, hnsw_hist, first=(i == 0))
             print_table(res)
@@ -629,11 +749,15 @@ def main(argv=None) -> int:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     res.notes.append(f"load average at end: {loadavg()}; total wall time {(time.perf_counter() - t_all) / 60:.1f} min")
-    res.notes.append("p50/p95: one query per search() call, k=10, warm caches; batch QPS: one search() of all queries; "
-                     "CPU ms p50 / build CPU s: process CPU time (all threads, incl. OpenMP spin-waiting), less "
-                     "sensitive than wall time to other processes competing for the cores")
-    res.notes.append("RSS Δ: growth of VmRSS over the build (includes the training sample copy for IVF and allocator "
-                     "slack); file MB: faiss.write_index size = serialize_index size = in-memory payload")
+    res.notes.append(
+        "p50/p95: one query per search() call, k=10, warm caches; batch QPS: one search() of all queries; "
+        "CPU ms p50 / build CPU s: process CPU time (all threads, incl. OpenMP spin-waiting), less "
+        "sensitive than wall time to other processes competing for the cores"
+    )
+    res.notes.append(
+        "RSS Δ: growth of VmRSS over the build (includes the training sample copy for IVF and allocator "
+        "slack); file MB: faiss.write_index size = serialize_index size = in-memory payload"
+    )
     print("\n# FINAL")
     print_table(res)
     return 0

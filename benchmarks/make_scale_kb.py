@@ -19,6 +19,7 @@ Then build it with the CLI (IVF is chosen automatically above 50k vectors)::
     python benchmarks/make_scale_kb.py --sample-kb indexes/sample --out scale --copies 371
     python -m mind_core build-kb --input scale/input --vectors scale/vectors.npy --out scale/kb
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,15 +76,20 @@ def main(argv: list[str] | None = None) -> int:
 
     base = intentions.to_pydict()
     verdict = np.array([v or "" for v in base["verdict"]])
-    vecs = np.lib.format.open_memmap(out / "vectors.npy", mode="w+", dtype=np.float16, shape=(n * args.copies, emb.shape[1]))
+    vecs = np.lib.format.open_memmap(
+        out / "vectors.npy", mode="w+", dtype=np.float16, shape=(n * args.copies, emb.shape[1])
+    )
     part_rows: dict[str, list] = {c: [] for c in INTENTIONS_SCHEMA.names}
     part = 0
 
     def flush():
         nonlocal part, part_rows
         if part_rows["intention_id"]:
-            pq.write_table(pa.table(part_rows, schema=INTENTIONS_SCHEMA), inp / f"intentions-{part:04d}.parquet",
-                           compression="zstd")
+            pq.write_table(
+                pa.table(part_rows, schema=INTENTIONS_SCHEMA),
+                inp / f"intentions-{part:04d}.parquet",
+                compression="zstd",
+            )
             part += 1
             part_rows = {c: [] for c in INTENTIONS_SCHEMA.names}
 
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         cols = {
             "intention_id": [f"{i}~c{c}" for i in base["intention_id"]],
             "pair_id": [f"{x}|{y}" if x <= y else f"{y}|{x}" for x, y in zip(a, b)],
-            "asin_a": a, "asin_b": b,
+            "asin_a": a,
+            "asin_b": b,
             "p_yes": [round(float(p), 4) for p in np.clip(p_yes, 0, 1)],
             "source": ["scale-synthetic"] * n,
         }
@@ -103,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             part_rows[col] += cols.get(col, base[col])
         noisy = emb + rng.normal(0, args.noise, emb.shape).astype(np.float32)
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-        vecs[c * n:(c + 1) * n] = noisy.astype(np.float16)
+        vecs[c * n : (c + 1) * n] = noisy.astype(np.float16)
         if (c + 1) % INTENTION_PART_COPIES == 0:
             flush()
     flush()
     vecs.flush()
-    print(f"wrote {n * args.copies:,} intentions in {part} parts, {VARIANTS * products.num_rows:,} products, "
-          f"vectors {vecs.shape} -> {out} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {n * args.copies:,} intentions in {part} parts, {VARIANTS * products.num_rows:,} products, "
+        f"vectors {vecs.shape} -> {out} in {time.perf_counter() - t0:.1f} s"
+    )
     print(f"next: python -m mind_core build-kb --input {inp} --vectors {out / 'vectors.npy'} --out {out / 'kb'}")
     return 0
 

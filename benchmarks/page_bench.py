@@ -12,6 +12,7 @@
   reported separately), per mode, without and with facets (relation + verdict [+ P(yes) range when the KB has
   scores]), ``k = 200``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 PAGES = ("views/home.py", "views/products.py", "views/search.py", "views/categories.py")
-QUERIES = ["keep warm in winter", "comfortable shoes for running", "usb charging cable", "gift for a child",
-           "protect the phone screen", "matching jewelry set", "outdoor camping trip", "leather wallet",
-           "costume party", "wireless headphones music"]
+QUERIES = [
+    "keep warm in winter",
+    "comfortable shoes for running",
+    "usb charging cable",
+    "gift for a child",
+    "protect the phone screen",
+    "matching jewelry set",
+    "outdoor camping trip",
+    "leather wallet",
+    "costume party",
+    "wireless headphones music",
+]
 
 _CHILD = r"""
 import json, os, resource, sys, time
@@ -64,11 +74,25 @@ def page_times(kb_dir: str, asin: str) -> dict[str, dict]:
     out = {}
     env = {**os.environ, "MIND_KB": str(kb_dir), "PYTHONPATH": str(REPO)}
     for page in PAGES:
-        res = subprocess.run([sys.executable, "-c", _CHILD, page, asin, str(REPO)], env=env, cwd=REPO,
-                             capture_output=True, text=True, timeout=900)
-        line = [l for l in res.stdout.splitlines() if l.startswith("{")]
-        out[page] = json.loads(line[-1]) if line else {"first": float("nan"), "first_cpu": float("nan"),
-                                                       "rerun": float("nan"), "errors": [res.stderr[-300:]]}
+        res = subprocess.run(
+            [sys.executable, "-c", _CHILD, page, asin, str(REPO)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+        out[page] = (
+            json.loads(line[-1])
+            if line
+            else {
+                "first": float("nan"),
+                "first_cpu": float("nan"),
+                "rerun": float("nan"),
+                "errors": [res.stderr[-300:]],
+            }
+        )
     return out
 
 
@@ -83,7 +107,8 @@ def search_times(kb) -> tuple[float, dict[str, dict]]:
     facet_sets = {
         "no facets": None,
         "relation+verdict" + ("+P(yes)" if has_p else ""): search.Facets(
-            relations=("usedFor", "isA", "capableOf"), verdicts=("yes",), p_yes_range=(0.5, 1.0) if has_p else None),
+            relations=("usedFor", "isA", "capableOf"), verdicts=("yes",), p_yes_range=(0.5, 1.0) if has_p else None
+        ),
     }
     out = {}
     for mode in search.MODES:
@@ -95,9 +120,11 @@ def search_times(kb) -> tuple[float, dict[str, dict]]:
                 times.append(time.perf_counter() - t)
                 hits.append(res.total)
             times.sort()
-            out[f"{mode} · {fname}"] = {"median_ms": 1000 * statistics.median(times),
-                                        "p95_ms": 1000 * times[min(len(times) - 1, int(0.95 * len(times)))],
-                                        "mean_hits": statistics.mean(hits)}
+            out[f"{mode} · {fname}"] = {
+                "median_ms": 1000 * statistics.median(times),
+                "p95_ms": 1000 * times[min(len(times) - 1, int(0.95 * len(times)))],
+                "mean_hits": statistics.mean(hits),
+            }
     return warmup, out
 
 
@@ -113,8 +140,10 @@ def main(argv=None) -> int:
         kb = KnowledgeBase(kb_dir)
         open_s = time.perf_counter() - t
         c = kb.counts()
-        print(f"\n## {kb_dir}: {c['intentions']:,} intentions, {c['products']:,} products, "
-              f"index {kb.manifest['index_factory']} — KB open {open_s:.2f} s (this process)")
+        print(
+            f"\n## {kb_dir}: {c['intentions']:,} intentions, {c['products']:,} products, "
+            f"index {kb.manifest['index_factory']} — KB open {open_s:.2f} s (this process)"
+        )
         asin = busiest_product(kb)
         if not args.skip_pages:
             print("\n| page | first render, wall (fresh process) | its CPU time | rerun |\n|---|---|---|---|")

@@ -7,6 +7,7 @@
 Per move the page computes: metrics at A and B, kept counts per relation and per category at A and B, the
 histogram, the curves, the flipped rows (all from the ScoreView histogram: O(groups x bins)), and builds 4 figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,12 @@ def one_move(view: scores.ScoreView, ta: float, tb: float, figures: bool = True)
     rows, _ = view.flip_rows(ta, tb)
     rows[:300].copy()
     if figures:
-        for fig in (tc.fig_kept_grouped(ra, rb, "relation"), tc.fig_kept_grouped(ca, cb, "category"),
-                    tc.fig_score_histogram(bins, ta, tb, view.key), tc.fig_curves(curve, ta, tb, view.key)):
+        for fig in (
+            tc.fig_kept_grouped(ra, rb, "relation"),
+            tc.fig_kept_grouped(ca, cb, "category"),
+            tc.fig_score_histogram(bins, ta, tb, view.key),
+            tc.fig_curves(curve, ta, tb, view.key),
+        ):
             fig.to_dict()  # what st.plotly_chart serialises
     return time.perf_counter() - t0
 
@@ -94,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     cat_a = charts.product_category_of_a(df, kb.products)
     for key in keys:
         t0 = time.perf_counter()
-        view = scores.ScoreView.build(key, sc[key], df["verdict"], {"relation": df["relation"],
-                                                                     "category": df["category"],
-                                                                     "product category (A)": cat_a})
+        view = scores.ScoreView.build(
+            key,
+            sc[key],
+            df["verdict"],
+            {"relation": df["relation"], "category": df["category"], "product category (A)": cat_a},
+        )
         print(f"{key}: prepared in {(time.perf_counter() - t0) * 1000:.0f} ms ({len(view.hist.edges) - 1} bins)")
         report("compute only", moves(view, figures=False))
         report("compute + 4 figures", moves(view))
@@ -108,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             rel = pd.Categorical(np.tile(df["relation"].astype(object).to_numpy(), args.tile))
             cat = pd.Categorical(np.tile(df["category"].astype(object).to_numpy(), args.tile))
             t0 = time.perf_counter()
-            bigview = scores.ScoreView.build(key, big, pd.Series(verdict), {"relation": pd.Series(rel),
-                                                                            "category": pd.Series(cat)})
+            bigview = scores.ScoreView.build(
+                key, big, pd.Series(verdict), {"relation": pd.Series(rel), "category": pd.Series(cat)}
+            )
             print(f"  x{args.tile} = {n:,} rows: prepared once in {time.perf_counter() - t0:.1f} s")
             report(f"{n:,} rows, compute + 4 figures", moves(bigview))
         if not args.no_apptest:

@@ -10,6 +10,7 @@ and the load averages before and after (the machine is shared: compare runs only
 
     .venv/bin/python benchmarks/try_product_bench.py [--relations usedFor,capableOf,isA]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,21 +51,36 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--relations", default=",".join(live.DEFAULT_RELATIONS))
     args = ap.parse_args(argv)
     relations = parse_relations(args.relations)
-    a = live.uploaded_product("A", "Stainless steel insulated water bottle, 750 ml", "", [
-        live.Upload("a.png", product_image("STEEL BOTTLE", (40, 90, 200)), digest="a")])
-    b = live.uploaded_product("B", "Insulated lunch bag with shoulder strap", "", [
-        live.Upload("b.png", product_image("LUNCH BAG", (200, 60, 40)), digest="b")])
+    a = live.uploaded_product(
+        "A",
+        "Stainless steel insulated water bottle, 750 ml",
+        "",
+        [live.Upload("a.png", product_image("STEEL BOTTLE", (40, 90, 200)), digest="a")],
+    )
+    b = live.uploaded_product(
+        "B",
+        "Insulated lunch bag with shoulder strap",
+        "",
+        [live.Upload("b.png", product_image("LUNCH BAG", (200, 60, 40)), digest="b")],
+    )
     load0, cpu0, t0 = os.getloadavg(), cpu_seconds(), time.perf_counter()
-    run = live.LiveRun(a.product, b.product, {a.product.asin: a.image, b.product.asin: b.image},
-                       live.BackendConfig("offline"), relations).start()
+    run = live.LiveRun(
+        a.product,
+        b.product,
+        {a.product.asin: a.image, b.product.asin: b.image},
+        live.BackendConfig("offline"),
+        relations,
+    ).start()
     seen = 0
     while True:
         finished = run.wait(0.5)
         for e in run.events[seen:]:
             what = e.asin or e.relation or ""
             text = e.text or (e.row or {}).get("intention") or ""
-            print(f"{time.perf_counter() - t0:7.1f} s  {e.done}/{e.total}  {e.kind:<9} {what:<12} {text[:90]!r}",
-                  flush=True)
+            print(
+                f"{time.perf_counter() - t0:7.1f} s  {e.done}/{e.total}  {e.kind:<9} {what:<12} {text[:90]!r}",
+                flush=True,
+            )
         seen = len(run.events)
         if finished:
             break
@@ -74,10 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     for asin, text in view.descriptions.items():
         print(f"\n[stage 1] {asin}: {text}")
     for r in live.result_rows(view):
-        print(f"\n[{r['relation']}] {r['intention']}\n  -> verdict {r['verdict']}, P(yes) "
-              f"{r['p_yes'] if r['p_yes'] is None else round(r['p_yes'], 3)}: {r['reason']}\n  flags: {r['flags']}")
-    print(f"\n1 pair x {len(relations)} relations ({view.total} calls): wall {wall:.1f} s, CPU {cpu:.1f} s; "
-          f"load average before {load0[0]:.1f}, after {load1[0]:.1f}; os.cpu_count() = {os.cpu_count()}")
+        print(
+            f"\n[{r['relation']}] {r['intention']}\n  -> verdict {r['verdict']}, P(yes) "
+            f"{r['p_yes'] if r['p_yes'] is None else round(r['p_yes'], 3)}: {r['reason']}\n  flags: {r['flags']}"
+        )
+    print(
+        f"\n1 pair x {len(relations)} relations ({view.total} calls): wall {wall:.1f} s, CPU {cpu:.1f} s; "
+        f"load average before {load0[0]:.1f}, after {load1[0]:.1f}; os.cpu_count() = {os.cpu_count()}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ Every ``*_data`` function is a pure, vectorised aggregation of the intentions ta
 by categorical codes, histogram bins instead of raw points); every ``fig_*`` builds a plotly figure from it.
 :func:`rows_for_selection` turns a chart selection (``st.plotly_chart(on_select=...)`` points) into matching rows.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,8 +51,15 @@ def relation_verdict_data(df: pd.DataFrame) -> pd.DataFrame:
     rc, rels = _codes(df["relation"])
     vc = verdict_codes(df["verdict"])
     counts = np.bincount(rc * 3 + vc, minlength=3 * len(rels)).reshape(len(rels), 3)
-    out = pd.DataFrame({"relation": rels, "intentions": counts.sum(axis=1), "kept": counts[:, 0],
-                        "filtered": counts[:, 1], "unjudged": counts[:, 2]})
+    out = pd.DataFrame(
+        {
+            "relation": rels,
+            "intentions": counts.sum(axis=1),
+            "kept": counts[:, 0],
+            "filtered": counts[:, 1],
+            "unjudged": counts[:, 2],
+        }
+    )
     out = out[out["intentions"] > 0]
     judged = (out["kept"] + out["filtered"]).replace(0, np.nan)
     out["kept_rate"] = out["kept"] / judged
@@ -119,10 +128,22 @@ def fig_relation_stacked(data: pd.DataFrame):
     for col, lab in (("kept", "kept"), ("filtered", "filtered"), ("unjudged", "unjudged")):
         if data[col].sum() == 0 and col == "unjudged":
             continue
-        fig.add_bar(x=data["relation"], y=data[col], name=lab, marker_color=VERDICT_COLORS[lab],
-                    customdata=np.full(len(data), lab), hovertemplate="%{x}: %{y:,} " + lab + "<extra></extra>")
-    fig.update_layout(barmode="stack", title="Intentions per relation (kept vs filtered)", xaxis_title="relation",
-                      yaxis_title="intentions", legend_title="verdict", margin=dict(t=50, b=40))
+        fig.add_bar(
+            x=data["relation"],
+            y=data[col],
+            name=lab,
+            marker_color=VERDICT_COLORS[lab],
+            customdata=np.full(len(data), lab),
+            hovertemplate="%{x}: %{y:,} " + lab + "<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        title="Intentions per relation (kept vs filtered)",
+        xaxis_title="relation",
+        yaxis_title="intentions",
+        legend_title="verdict",
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
@@ -131,24 +152,52 @@ def fig_kept_rate(data: pd.DataFrame):
 
     d = data.sort_values("kept_rate", ascending=False, kind="stable")
     judged = d["kept"] + d["filtered"]
-    fig = go.Figure(go.Bar(
-        x=d["relation"], y=d["kept_rate"], marker_color="#1565c0",
-        text=[f"{k:,}/{j:,}" for k, j in zip(d["kept"], judged)], textposition="outside", textangle=-90,
-        textfont=dict(size=11), cliponaxis=False,
-        customdata=np.full(len(d), "kept"),
-        hovertemplate="%{x}: kept rate %{y:.1%} (%{text} judged)<extra></extra>"))
-    fig.update_layout(title="Kept rate per relation (kept / judged; labels = counts)", yaxis_tickformat=".0%",
-                      yaxis_range=[0, 1.3], yaxis_tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], uniformtext=dict(minsize=10, mode="show"), xaxis_title="relation", yaxis_title="kept rate", margin=dict(t=50, b=40))
+    fig = go.Figure(
+        go.Bar(
+            x=d["relation"],
+            y=d["kept_rate"],
+            marker_color="#1565c0",
+            text=[f"{k:,}/{j:,}" for k, j in zip(d["kept"], judged)],
+            textposition="outside",
+            textangle=-90,
+            textfont=dict(size=11),
+            cliponaxis=False,
+            customdata=np.full(len(d), "kept"),
+            hovertemplate="%{x}: kept rate %{y:.1%} (%{text} judged)<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Kept rate per relation (kept / judged; labels = counts)",
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.3],
+        yaxis_tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        uniformtext=dict(minsize=10, mode="show"),
+        xaxis_title="relation",
+        yaxis_title="kept rate",
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
 def fig_heatmap(table: pd.DataFrame, title: str = "Category × relation"):
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Heatmap(z=table.to_numpy(), x=list(table.columns), y=list(table.index), colorscale="Blues",
-                               hovertemplate="%{y} × %{x}: %{z:,}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="relation", yaxis_title="category",
-                      height=max(300, 60 + 28 * len(table)), margin=dict(t=50, b=40))
+    fig = go.Figure(
+        go.Heatmap(
+            z=table.to_numpy(),
+            x=list(table.columns),
+            y=list(table.index),
+            colorscale="Blues",
+            hovertemplate="%{y} × %{x}: %{z:,}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="relation",
+        yaxis_title="category",
+        height=max(300, 60 + 28 * len(table)),
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
@@ -158,20 +207,37 @@ def fig_lengths(data: pd.DataFrame, unit: str = "words"):
     fig = go.Figure()
     for lab, part in data.groupby("verdict", sort=False):
         centers = (part["bin_left"] + part["bin_right"]) / 2
-        fig.add_bar(x=centers, y=part["count"], width=(part["bin_right"] - part["bin_left"]), name=lab,
-                    marker_color=VERDICT_COLORS.get(lab), legendgroup=lab,
-                    customdata=np.stack([part["bin_left"], part["bin_right"]], axis=1),
-                    hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} " + unit + ": %{y:,}<extra>" + lab
-                                  + "</extra>")
-    fig.update_layout(barmode="stack", title=f"Intention length ({unit}; stacked by verdict)", xaxis_title=unit,
-                      yaxis_title="intentions", margin=dict(t=50, b=40))
+        fig.add_bar(
+            x=centers,
+            y=part["count"],
+            width=(part["bin_right"] - part["bin_left"]),
+            name=lab,
+            marker_color=VERDICT_COLORS.get(lab),
+            legendgroup=lab,
+            customdata=np.stack([part["bin_left"], part["bin_right"]], axis=1),
+            hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} " + unit + ": %{y:,}<extra>" + lab + "</extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        title=f"Intention length ({unit}; stacked by verdict)",
+        xaxis_title=unit,
+        yaxis_title="intentions",
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
 # --- selections ------------------------------------------------------------------------------------------------
 
-def rows_for_selection(df: pd.DataFrame, chart: str, points: Sequence[dict[str, Any]], *,
-                       category: pd.Series | None = None, lengths: np.ndarray | None = None) -> np.ndarray | None:
+
+def rows_for_selection(
+    df: pd.DataFrame,
+    chart: str,
+    points: Sequence[dict[str, Any]],
+    *,
+    category: pd.Series | None = None,
+    lengths: np.ndarray | None = None,
+) -> np.ndarray | None:
     """Row positions (into ``df``) matching the selected points of ``chart`` (``relation`` | ``kept_rate`` |
     ``heatmap`` | ``lengths`` | ``map``), or None when nothing is selected.
 

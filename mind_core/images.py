@@ -15,8 +15,10 @@ becomes an :class:`ImageError` whose message can be shown as is.
 * :func:`pad_to_square` – LLaVA-1.5's ``expand2square`` (pad to a square with the processor's mean colour).
 * :func:`placeholder_image` – a neat grey "image unavailable" tile.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -25,8 +27,8 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -51,6 +53,7 @@ class ImageError(ValueError):
 
 # --- open / validate -------------------------------------------------------------------------------------------
 
+
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
@@ -69,14 +72,16 @@ def _read_source(data: bytes | bytearray | memoryview | str | Path, max_bytes: i
         if not path.is_file():
             raise ImageError(f"Not a file: {path}")
         if size > max_bytes:
-            raise ImageError(f"The image file is {_mb(size)}; the limit is {_mb(max_bytes)}. "
-                             "Use a smaller or more compressed image.")
+            raise ImageError(
+                f"The image file is {_mb(size)}; the limit is {_mb(max_bytes)}. Use a smaller or more compressed image."
+            )
         raw = path.read_bytes()
     else:
         raise TypeError(f"open_image() takes bytes or a path, not {type(data).__name__}")
     if len(raw) > max_bytes:
-        raise ImageError(f"The image file is {_mb(len(raw))}; the limit is {_mb(max_bytes)}. "
-                         "Use a smaller or more compressed image.")
+        raise ImageError(
+            f"The image file is {_mb(len(raw))}; the limit is {_mb(max_bytes)}. Use a smaller or more compressed image."
+        )
     if not raw:
         raise ImageError("The image file is empty.")
     return raw
@@ -114,8 +119,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         raise ImageError(f"Unsupported image colour mode {mode!r}: {err}") from None
 
 
-def open_image(data: bytes | str | Path, *, max_bytes: int = MAX_IMAGE_BYTES,
-               max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+def open_image(
+    data: bytes | str | Path, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Image.Image:
     """Open untrusted image data (bytes or a file path) and return a fully loaded RGB image.
 
     Raises :class:`ImageError` with a user-facing message for: missing/empty files, files over ``max_bytes``,
@@ -126,8 +132,9 @@ def open_image(data: bytes | str | Path, *, max_bytes: int = MAX_IMAGE_BYTES,
     try:
         im = Image.open(io.BytesIO(raw), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
-        raise ImageError(f"The image is too large (over {max_pixels / 1e6:.0f} megapixels); "
-                         "it may be a decompression bomb.") from None
+        raise ImageError(
+            f"The image is too large (over {max_pixels / 1e6:.0f} megapixels); it may be a decompression bomb."
+        ) from None
     except UnidentifiedImageError:
         raise ImageError("This file is not an image we can read. Use PNG, JPEG, WebP, GIF, BMP or TIFF.") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -137,8 +144,10 @@ def open_image(data: bytes | str | Path, *, max_bytes: int = MAX_IMAGE_BYTES,
         if width <= 0 or height <= 0:
             raise ImageError("The image has no pixels.")
         if width * height > max_pixels:
-            raise ImageError(f"The image is {width}×{height} = {width * height / 1e6:.1f} megapixels; the limit is "
-                             f"{max_pixels / 1e6:.0f} megapixels. Use a smaller image.")
+            raise ImageError(
+                f"The image is {width}×{height} = {width * height / 1e6:.1f} megapixels; the limit is "
+                f"{max_pixels / 1e6:.0f} megapixels. Use a smaller image."
+            )
         try:
             im.load()  # animated GIF/WebP/APNG, multi-page TIFF: Image.open is positioned on the first frame
             try:
@@ -186,10 +195,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -216,8 +223,9 @@ def clear_host_failures() -> None:
         _host_down.clear()
 
 
-def fetch_image_with_reason(url: str, *, timeout: float = 2.0, cache_dir: str | Path | None = None,
-                            max_bytes: int = MAX_IMAGE_BYTES) -> tuple[Image.Image | None, str | None]:
+def fetch_image_with_reason(
+    url: str, *, timeout: float = 2.0, cache_dir: str | Path | None = None, max_bytes: int = MAX_IMAGE_BYTES
+) -> tuple[Image.Image | None, str | None]:
     """Like :func:`fetch_image` but also returns why it failed (``None`` on success)."""
     if not isinstance(url, str) or not url.strip():
         return None, "empty image URL"
@@ -248,23 +256,25 @@ def fetch_image_with_reason(url: str, *, timeout: float = 2.0, cache_dir: str | 
     reason: str | None = None
     host_failed = False
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-            with client.stream("GET", url, headers={"User-Agent": "mind-explorer/0.1"}) as resp:
-                if resp.status_code != 200:
-                    reason = f"HTTP {resp.status_code}"
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=True) as client,
+            client.stream("GET", url, headers={"User-Agent": "mind-explorer/0.1"}) as resp,
+        ):
+            if resp.status_code != 200:
+                reason = f"HTTP {resp.status_code}"
+            else:
+                declared = resp.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    reason = f"image too large ({_mb(int(declared))})"
                 else:
-                    declared = resp.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > max_bytes:
-                        reason = f"image too large ({_mb(int(declared))})"
-                    else:
-                        buf = bytearray()
-                        for chunk in resp.iter_bytes():
-                            buf.extend(chunk)
-                            if len(buf) > max_bytes:
-                                reason = f"image too large (over {_mb(max_bytes)})"
-                                break
-                        if reason is None:
-                            data = bytes(buf)
+                    buf = bytearray()
+                    for chunk in resp.iter_bytes():
+                        buf.extend(chunk)
+                        if len(buf) > max_bytes:
+                            reason = f"image too large (over {_mb(max_bytes)})"
+                            break
+                    if reason is None:
+                        data = bytes(buf)
     except httpx.TimeoutException:
         reason, host_failed = f"timed out after {timeout:g} s", True
     except httpx.HTTPError as err:  # connection refused, DNS failure, TLS, protocol errors
@@ -297,8 +307,9 @@ def fetch_image(url: str, *, timeout: float = 2.0, cache_dir: str | Path | None 
     return fetch_image_with_reason(url, timeout=timeout, cache_dir=cache_dir)[0]
 
 
-def fetch_first_image(urls: Iterable[str] | None, *, timeout: float = 2.0,
-                      cache_dir: str | Path | None = None) -> tuple[Image.Image | None, str | None]:
+def fetch_first_image(
+    urls: Iterable[str] | None, *, timeout: float = 2.0, cache_dir: str | Path | None = None
+) -> tuple[Image.Image | None, str | None]:
     """The first URL of ``urls`` that yields an image: ``(image, None)``; or ``(None, reason)`` when none does,
     the reason naming what went wrong for each URL tried."""
     reasons: list[str] = []
@@ -313,6 +324,7 @@ def fetch_first_image(urls: Iterable[str] | None, *, timeout: float = 2.0,
 
 
 # --- compose ---------------------------------------------------------------------------------------------------
+
 
 def placeholder_image(size: tuple[int, int] = (256, 256), text: str = "image unavailable") -> Image.Image:
     """A light-grey tile with a simple picture icon and ``text`` centred below it."""
@@ -329,10 +341,13 @@ def placeholder_image(size: tuple[int, int] = (256, 256), text: str = "image una
     draw.rounded_rectangle((x0, y0, x1, y1), radius=max(2, s / 12), outline=grey, width=max(1, int(s / 22)))
     r = s * 0.08
     draw.ellipse((x1 - s * 0.3 - r, y0 + s * 0.18 - r, x1 - s * 0.3 + r, y0 + s * 0.18 + r), fill=grey)
-    draw.polygon([(x0 + s * 0.08, y1 - s * 0.08), (x0 + s * 0.35, y0 + s * 0.3), (x0 + s * 0.6, y1 - s * 0.08)],
-                 fill=grey)
-    draw.polygon([(x0 + s * 0.45, y1 - s * 0.08), (x0 + s * 0.68, y0 + s * 0.42), (x1 - s * 0.08, y1 - s * 0.08)],
-                 fill=(180, 180, 180))
+    draw.polygon(
+        [(x0 + s * 0.08, y1 - s * 0.08), (x0 + s * 0.35, y0 + s * 0.3), (x0 + s * 0.6, y1 - s * 0.08)], fill=grey
+    )
+    draw.polygon(
+        [(x0 + s * 0.45, y1 - s * 0.08), (x0 + s * 0.68, y0 + s * 0.42), (x1 - s * 0.08, y1 - s * 0.08)],
+        fill=(180, 180, 180),
+    )
     if text:
         font_size = max(8, int(min(w, h) / 14))
         try:
@@ -345,8 +360,7 @@ def placeholder_image(size: tuple[int, int] = (256, 256), text: str = "image una
     return img
 
 
-def stack_pair(img_a: Image.Image, img_b: Image.Image, gap: int = 20, *,
-               max_side: int = STACK_MAX_SIDE) -> Image.Image:
+def stack_pair(img_a: Image.Image, img_b: Image.Image, gap: int = 20, *, max_side: int = STACK_MAX_SIDE) -> Image.Image:
     """MIND's pair image: ``img_a`` above ``img_b`` on a black canvas, ``gap`` pixels apart, each centred
     horizontally. Both images are scaled by the same factor (never up) so the longest side of the result is at
     most ``max_side``; the gap stays ``gap`` pixels."""
@@ -372,7 +386,7 @@ def pad_to_square(img: Image.Image, fill: Sequence[float] | Sequence[int] = (0, 
         vals *= 3
     if all(0.0 <= v <= 1.0 for v in vals) and any(isinstance(v, float) and not float(v).is_integer() for v in fill):
         vals = [v * 255.0 for v in vals]
-    colour = tuple(int(round(min(255.0, max(0.0, v)))) for v in vals)
+    colour = tuple(round(min(255.0, max(0.0, v))) for v in vals)
     rgb = _to_rgb(img)
     w, h = rgb.size
     if w == h:

@@ -7,6 +7,7 @@ Index kinds (``--index``), each described by a FAISS ``index_factory`` string th
 * ``hnsw``: graph index ``"HNSW32"`` searched with ``efSearch``;
 * ``auto``: ``flat`` below :data:`AUTO_FLAT_MAX` vectors, ``ivf`` above (rule and numbers in README, Performance).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,9 @@ HNSW_M = 32
 
 @dataclass
 class IndexSpec:
-    kind: str              # flat | ivf | hnsw (resolved, never "auto")
-    factory: str           # faiss index_factory string
-    search_params: dict    # e.g. {"nprobe": 32} or {"efSearch": 128}
+    kind: str  # flat | ivf | hnsw (resolved, never "auto")
+    factory: str  # faiss index_factory string
+    search_params: dict  # e.g. {"nprobe": 32} or {"efSearch": 128}
 
 
 def ivf_nlist(n: int) -> int:
@@ -127,8 +128,9 @@ def _prefetch(path: Path) -> None:
         log.debug("prefetch of %s failed: %s", path, err)
 
 
-def search(index, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
-           params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    index, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None, params: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, ids) per query; ``allowed_ids`` restricts results to those row numbers (facet filters).
     Missing results have id -1."""
     import faiss

@@ -12,6 +12,7 @@
 ``build_kb`` is idempotent: re-running on unchanged input with the same options is a no-op; a changed input,
 model or index kind, or a missing/mismatched artifact, triggers a rebuild and says why.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -20,9 +21,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,16 +57,33 @@ class StaleIndexError(KBError):
 
 # --- schema of the Parquet tables ------------------------------------------------------------------------------
 
-INTENTIONS_SCHEMA = pa.schema([
-    ("intention_id", pa.string()), ("pair_id", pa.string()), ("asin_a", pa.string()), ("asin_b", pa.string()),
-    ("relation", pa.string()), ("intention", pa.string()), ("verdict", pa.string()), ("reason", pa.string()),
-    ("p_yes", pa.float64()), ("category", pa.string()), ("source", pa.string()), ("created_at", pa.string()),
-    ("tail", pa.string()), ("flags", pa.string()),
-])
-PRODUCTS_SCHEMA = pa.schema([
-    ("asin", pa.string()), ("title", pa.string()), ("description", pa.string()),
-    ("image_urls", pa.list_(pa.string())), ("category", pa.string()),
-])
+INTENTIONS_SCHEMA = pa.schema(
+    [
+        ("intention_id", pa.string()),
+        ("pair_id", pa.string()),
+        ("asin_a", pa.string()),
+        ("asin_b", pa.string()),
+        ("relation", pa.string()),
+        ("intention", pa.string()),
+        ("verdict", pa.string()),
+        ("reason", pa.string()),
+        ("p_yes", pa.float64()),
+        ("category", pa.string()),
+        ("source", pa.string()),
+        ("created_at", pa.string()),
+        ("tail", pa.string()),
+        ("flags", pa.string()),
+    ]
+)
+PRODUCTS_SCHEMA = pa.schema(
+    [
+        ("asin", pa.string()),
+        ("title", pa.string()),
+        ("description", pa.string()),
+        ("image_urls", pa.list_(pa.string())),
+        ("category", pa.string()),
+    ]
+)
 assert tuple(INTENTIONS_SCHEMA.names) == INTENTION_COLUMNS and tuple(PRODUCTS_SCHEMA.names) == PRODUCT_COLUMNS
 
 
@@ -88,10 +107,11 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 # --- build -----------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class BuildResult:
-    status: str            # "built" | "unchanged"
-    reason: str            # why it was (re)built, or why nothing was done
+    status: str  # "built" | "unchanged"
+    reason: str  # why it was (re)built, or why nothing was done
     manifest: dict[str, Any]
     seconds: float = 0.0
 
@@ -132,9 +152,18 @@ def artifact_problem(kb_dir: Path, manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str | None = None,
-             index_kind: str = "auto", skip_bad: bool = False, force: bool = False,
-             progress: bool = True, batch_size: int = 64, vectors: str | Path | None = None) -> BuildResult:
+def build_kb(
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    embed_model: str | None = None,
+    index_kind: str = "auto",
+    skip_bad: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    batch_size: int = 64,
+    vectors: str | Path | None = None,
+) -> BuildResult:
     """Build (or verify) the KB folder ``out`` from ``inputs``.
 
     ``vectors``: optional ``.npy`` file of precomputed intention embeddings (float16/32, one row per intention
@@ -150,15 +179,19 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     files = expand_inputs(inputs)
     embed_model = embed_model or default_model_name()
     wanted = {
-        "manifest_version": MANIFEST_VERSION, "embed_model": embed_model, "index_request": index_kind,
-        "skip_bad": skip_bad, "inputs": _input_fingerprint(files),
+        "manifest_version": MANIFEST_VERSION,
+        "embed_model": embed_model,
+        "index_request": index_kind,
+        "skip_bad": skip_bad,
+        "inputs": _input_fingerprint(files),
         "vectors": _input_fingerprint([Path(vectors)])[0] if vectors else None,
     }
     reason = "--force" if force else _why_rebuild(out, wanted)
     if reason is None:
         manifest = json.loads((out / MANIFEST_FILE).read_text())
-        return BuildResult("unchanged", "inputs, options and artifacts match the manifest", manifest,
-                           time.perf_counter() - t0)
+        return BuildResult(
+            "unchanged", "inputs, options and artifacts match the manifest", manifest, time.perf_counter() - t0
+        )
     log.info("building KB in %s: %s", out, reason)
 
     loaded = load_inputs(inputs, skip_bad=skip_bad)
@@ -167,11 +200,13 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_FILE).unlink(missing_ok=True)  # a half-built folder must never look complete
 
-    itab = pa.Table.from_pylist([{c: r.get(c) for c in INTENTION_COLUMNS} for r in loaded.intentions],
-                                schema=INTENTIONS_SCHEMA)
-    ptab = pa.Table.from_pylist([{c: p.get(c) for c in PRODUCT_COLUMNS}
-                                 for p in sorted(loaded.products.values(), key=lambda p: p["asin"])],
-                                schema=PRODUCTS_SCHEMA)
+    itab = pa.Table.from_pylist(
+        [{c: r.get(c) for c in INTENTION_COLUMNS} for r in loaded.intentions], schema=INTENTIONS_SCHEMA
+    )
+    ptab = pa.Table.from_pylist(
+        [{c: p.get(c) for c in PRODUCT_COLUMNS} for p in sorted(loaded.products.values(), key=lambda p: p["asin"])],
+        schema=PRODUCTS_SCHEMA,
+    )
     _write_parquet(itab, out / INTENTIONS_FILE)
     _write_parquet(ptab, out / PRODUCTS_FILE)
 
@@ -183,7 +218,7 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
         texts = [r["intention"] for r in loaded.intentions]
         vecs = embedder.encode_cached(texts, batch_size=batch_size, progress=progress)
     embed_s = time.perf_counter() - t_embed
-    _atomic_write_bytes(out / EMBEDDINGS_FILE, lambda tmp: np.save(open(tmp, "wb"), vecs.astype(np.float16)))
+    _atomic_write_bytes(out / EMBEDDINGS_FILE, lambda tmp: np.save(open(tmp, "wb"), vecs.astype(np.float16)))  # noqa: SIM115 (replaced by mind_core.io)
 
     spec = choose_spec(index_kind, len(vecs))
     t_index = time.perf_counter()
@@ -192,15 +227,25 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
     save_index(index, out / INDEX_FILE)
     from mind_core.scores import write_build_scores
 
-    scores_info = write_build_scores(out, loaded.intentions, loaded.products, vecs, embedder, grounding=not vectors,
-                                     batch_size=batch_size, progress=progress)
+    scores_info = write_build_scores(
+        out,
+        loaded.intentions,
+        loaded.products,
+        vecs,
+        embedder,
+        grounding=not vectors,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
-    artifacts = {name: {"bytes": (out / name).stat().st_size}
-                 for name in (INTENTIONS_FILE, PRODUCTS_FILE, EMBEDDINGS_FILE, INDEX_FILE, SCORES_FILE)}
+    artifacts = {
+        name: {"bytes": (out / name).stat().st_size}
+        for name in (INTENTIONS_FILE, PRODUCTS_FILE, EMBEDDINGS_FILE, INDEX_FILE, SCORES_FILE)
+    }
     artifacts[INTENTIONS_FILE]["sha256"] = sha256_file(out / INTENTIONS_FILE)
     manifest = {
         **wanted,
-        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "mind_core_version": __version__,
         "embed_dim": int(vecs.shape[1]),
         "index_kind": spec.kind,
@@ -208,7 +253,9 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
         "metric": "inner_product (cosine on L2-normalised vectors)",
         "search_params": spec.search_params,
         "counts": {
-            "intentions": itab.num_rows, "products": ptab.num_rows, "skipped_rows": loaded.report.skipped,
+            "intentions": itab.num_rows,
+            "products": ptab.num_rows,
+            "skipped_rows": loaded.report.skipped,
             "pairs": len({r["pair_id"] for r in loaded.intentions}),
         },
         "skipped_examples": loaded.report.errors,
@@ -222,8 +269,10 @@ def build_kb(inputs: Iterable[str | Path], out: str | Path, *, embed_model: str 
 
 def _load_vectors(path: Path, n_rows: int, dim: int, skipped: int) -> np.ndarray:
     if skipped:
-        raise KBError(f"--vectors needs every input row: {skipped} rows were skipped, so rows and vectors no "
-                      "longer line up; fix the input instead of using --skip-bad")
+        raise KBError(
+            f"--vectors needs every input row: {skipped} rows were skipped, so rows and vectors no "
+            "longer line up; fix the input instead of using --skip-bad"
+        )
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -239,15 +288,20 @@ def _load_vectors(path: Path, n_rows: int, dim: int, skipped: int) -> np.ndarray
 
 # --- open / query ----------------------------------------------------------------------------------------------
 
+
 def read_manifest(kb_dir: str | Path) -> dict[str, Any]:
     kb_dir = Path(kb_dir)
     mpath = kb_dir / MANIFEST_FILE
     if not kb_dir.exists():
-        raise KBError(f"KB folder {kb_dir} does not exist. Build one with: "
-                      f"python -m mind_core build-kb --input data/mind_sample --out {kb_dir}")
+        raise KBError(
+            f"KB folder {kb_dir} does not exist. Build one with: "
+            f"python -m mind_core build-kb --input data/mind_sample --out {kb_dir}"
+        )
     if not mpath.exists():
-        raise KBError(f"{kb_dir} is not a built KB (no {MANIFEST_FILE}); its build may have been interrupted. "
-                      f"Build it with: python -m mind_core build-kb --input <data> --out {kb_dir}")
+        raise KBError(
+            f"{kb_dir} is not a built KB (no {MANIFEST_FILE}); its build may have been interrupted. "
+            f"Build it with: python -m mind_core build-kb --input <data> --out {kb_dir}"
+        )
     try:
         return json.loads(mpath.read_text())
     except json.JSONDecodeError as err:
@@ -297,8 +351,9 @@ def read_intentions_table(kb_dir: Path, manifest: dict[str, Any], name: str = IN
     dict_cols = list(CATEGORY_COLUMNS) if name == INTENTIONS_FILE else []
     table = pq.read_table(kb_dir / name, read_dictionary=dict_cols)
     # large_string: one contiguous column may exceed the 2 GiB limit of 32-bit string offsets at scale
-    table = table.cast(pa.schema([pa.field(f.name, pa.large_string()) if f.type == pa.string() else f
-                                  for f in table.schema])).combine_chunks()
+    table = table.cast(
+        pa.schema([pa.field(f.name, pa.large_string()) if f.type == pa.string() else f for f in table.schema])
+    ).combine_chunks()
     if cache is not None and table.num_rows:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +375,9 @@ class KnowledgeBase:
         if check:
             problem = artifact_problem(self.path, self.manifest)
             if problem:
-                raise StaleIndexError(f"KB at {self.path} is stale: {problem}; {_rebuild_hint(self.path, self.manifest)}")
+                raise StaleIndexError(
+                    f"KB at {self.path} is stale: {problem}; {_rebuild_hint(self.path, self.manifest)}"
+                )
         self.intentions: pd.DataFrame = read_intentions_table(self.path, self.manifest).to_pandas()
         products = read_intentions_table(self.path, self.manifest, PRODUCTS_FILE).to_pandas()
         self.products: pd.DataFrame = products.set_index("asin", drop=False)
@@ -345,10 +402,13 @@ class KnowledgeBase:
             if index.ntotal != len(self.intentions):
                 raise StaleIndexError(
                     f"index at {self.path} has {index.ntotal} vectors but the KB has {len(self.intentions)} "
-                    f"intentions; {_rebuild_hint(self.path, self.manifest)}")
+                    f"intentions; {_rebuild_hint(self.path, self.manifest)}"
+                )
             if index.d != self.manifest["embed_dim"]:
-                raise StaleIndexError(f"index dimension {index.d} != manifest {self.manifest['embed_dim']}; "
-                                      f"{_rebuild_hint(self.path, self.manifest)}")
+                raise StaleIndexError(
+                    f"index dimension {index.d} != manifest {self.manifest['embed_dim']}; "
+                    f"{_rebuild_hint(self.path, self.manifest)}"
+                )
             apply_search_params(index, self.manifest.get("search_params", {}))
             self._index = index
         return self._index
@@ -359,8 +419,10 @@ class KnowledgeBase:
         if self._embeddings is None:
             emb = np.load(self.path / EMBEDDINGS_FILE, mmap_mode="r")
             if emb.shape[0] != len(self.intentions):
-                raise StaleIndexError(f"embeddings have {emb.shape[0]} rows, KB has {len(self.intentions)}; "
-                                      f"{_rebuild_hint(self.path, self.manifest)}")
+                raise StaleIndexError(
+                    f"embeddings have {emb.shape[0]} rows, KB has {len(self.intentions)}; "
+                    f"{_rebuild_hint(self.path, self.manifest)}"
+                )
             self._embeddings = emb
         return self._embeddings
 
@@ -400,11 +462,13 @@ class KnowledgeBase:
     def _stats(self, by: str) -> pd.DataFrame:
         df = self.intentions
         g = df.groupby(by, observed=True)["verdict"]
-        out = pd.DataFrame({
-            "intentions": g.size(),
-            "kept": g.apply(lambda s: int((s == "yes").sum())),
-            "filtered": g.apply(lambda s: int((s == "no").sum())),
-        })
+        out = pd.DataFrame(
+            {
+                "intentions": g.size(),
+                "kept": g.apply(lambda s: int((s == "yes").sum())),
+                "filtered": g.apply(lambda s: int((s == "no").sum())),
+            }
+        )
         out["unjudged"] = out["intentions"] - out["kept"] - out["filtered"]
         judged = (out["kept"] + out["filtered"]).replace(0, np.nan)
         out["kept_rate"] = (out["kept"] / judged).round(3)
@@ -417,8 +481,14 @@ class KnowledgeBase:
         return self._stats("category")
 
     # -- row queries
-    def filter(self, *, relation: str | Sequence[str] | None = None, verdict: str | Sequence[str] | None = None,
-               category: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None) -> pd.DataFrame:
+    def filter(
+        self,
+        *,
+        relation: str | Sequence[str] | None = None,
+        verdict: str | Sequence[str] | None = None,
+        category: str | Sequence[str] | None = None,
+        source: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         df = self.intentions
         mask = np.ones(len(df), dtype=bool)
         for col, want in (("relation", relation), ("verdict", verdict), ("category", category), ("source", source)):
@@ -475,8 +545,7 @@ class KnowledgeBase:
                 scores = np.asarray(self.embeddings[rows], dtype=np.float32) @ q
                 top = np.argsort(-scores, kind="stable")[:k]
                 return self._hits(rows[top], scores[top])
-            scores, ids = faiss_search(self.index, q, k, allowed_ids=rows,
-                                       params=self.manifest.get("search_params"))
+            scores, ids = faiss_search(self.index, q, k, allowed_ids=rows, params=self.manifest.get("search_params"))
         else:
             scores, ids = faiss_search(self.index, q, k)
         keep = ids[0] >= 0
@@ -501,6 +570,7 @@ class KnowledgeBase:
 
 
 # --- export ----------------------------------------------------------------------------------------------------
+
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()

@@ -17,6 +17,7 @@
 The API key lives only in the ``BackendConfig`` the page keeps in ``st.session_state``: it is excluded from
 ``repr`` and from every cache key, and never written anywhere.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,9 +29,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 from PIL import Image
@@ -72,6 +73,7 @@ LIVE_MAX_RETRIES = 1
 
 
 # --- uploads ---------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Upload:
@@ -121,8 +123,9 @@ _upload_lock = threading.Lock()
 _UPLOAD_CACHE_MAX = 32
 
 
-def read_upload(name: str, data: bytes, *, max_bytes: int = img.MAX_IMAGE_BYTES,
-                max_pixels: int = img.MAX_IMAGE_PIXELS) -> Upload:
+def read_upload(
+    name: str, data: bytes, *, max_bytes: int = img.MAX_IMAGE_BYTES, max_pixels: int = img.MAX_IMAGE_PIXELS
+) -> Upload:
     """Validate and decode one uploaded file (cached by content hash, so reruns do not decode again)."""
     digest = hashlib.sha1(data).hexdigest()
     key = f"{digest}:{max_bytes}:{max_pixels}"
@@ -160,8 +163,9 @@ class ProductInput:
     warnings: list[str] = field(default_factory=list)
 
 
-def uploaded_product(slot: str, title: str, description: str, uploads: Sequence[Upload], *, main: int = 0,
-                     category: str = "") -> ProductInput:
+def uploaded_product(
+    slot: str, title: str, description: str, uploads: Sequence[Upload], *, main: int = 0, category: str = ""
+) -> ProductInput:
     """Product ``slot`` ("A"/"B") from the upload form. Needs a title and at least one usable image; unusable
     files are skipped (each :class:`Upload` carries its own message) and files beyond :data:`MAX_UPLOADS` with a
     warning. ``main`` picks the image the model sees
@@ -182,22 +186,37 @@ def uploaded_product(slot: str, title: str, description: str, uploads: Sequence[
     if errors:
         return ProductInput(None, errors=errors, warnings=warnings)
     chosen = good[main] if 0 <= main < len(good) else good[0]
-    product = Product(asin=upload_asin(title, good), title=title, description=(description or "").strip(),
-                      image_urls=[], category=(category or "").strip() or UPLOAD_CATEGORY)
+    product = Product(
+        asin=upload_asin(title, good),
+        title=title,
+        description=(description or "").strip(),
+        image_urls=[],
+        category=(category or "").strip() or UPLOAD_CATEGORY,
+    )
     return ProductInput(product, image=chosen.image, warnings=warnings)
 
 
 def kb_product(kb, asin: str | None, slot: str) -> ProductInput:
     """Product ``slot`` picked from the loaded KB (its image is fetched from its URLs during the run)."""
     if not asin:
-        return ProductInput(None, errors=[f"Pick product {slot} from the knowledge base (type a few words of its "
-                                          "title), or switch to Upload."])
+        return ProductInput(
+            None,
+            errors=[
+                f"Pick product {slot} from the knowledge base (type a few words of its title), or switch to Upload."
+            ],
+        )
     rec = kb.product(asin) if kb is not None else None
     if rec is None:
-        return ProductInput(None, errors=[f"Product {asin} is not in the loaded knowledge base any more; pick "
-                                          "another one."])
-    product = Product(asin=str(rec["asin"]), title=str(rec["title"] or ""), description=str(rec["description"] or ""),
-                      image_urls=[str(u) for u in (rec["image_urls"] or [])], category=str(rec["category"] or ""))
+        return ProductInput(
+            None, errors=[f"Product {asin} is not in the loaded knowledge base any more; pick another one."]
+        )
+    product = Product(
+        asin=str(rec["asin"]),
+        title=str(rec["title"] or ""),
+        description=str(rec["description"] or ""),
+        image_urls=[str(u) for u in (rec["image_urls"] or [])],
+        category=str(rec["category"] or ""),
+    )
     return ProductInput(product)
 
 
@@ -205,8 +224,11 @@ def check_pair(a: ProductInput, b: ProductInput) -> list[str]:
     """Every problem that stops a run, as messages (empty: ready)."""
     problems = [*a.errors, *b.errors]
     if a.product is not None and b.product is not None and a.product.asin == b.product.asin:
-        what = "the same upload (same title and images)" if a.product.asin.startswith("U") else \
-            f"the same KB product ({a.product.asin})"
+        what = (
+            "the same upload (same title and images)"
+            if a.product.asin.startswith("U")
+            else f"the same KB product ({a.product.asin})"
+        )
         problems.append(f"Product A and product B are {what}. MIND needs two different products: change one.")
     return problems
 
@@ -230,6 +252,7 @@ def default_relations(kind: str) -> list[str]:
 
 # --- backend ---------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class BackendConfig:
     """What the sidebar chose. ``api_key`` is never shown, logged or used in a cache key."""
@@ -243,7 +266,7 @@ class BackendConfig:
     max_new_tokens: int = 512
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "BackendConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BackendConfig:
         env = os.environ if environ is None else environ
         kind = (env.get("MIND_BACKEND") or "offline").strip().lower()
         if kind not in ("offline", "transformers", "openai"):
@@ -257,9 +280,13 @@ class BackendConfig:
             max_new = max(1, int(env.get("MIND_MAX_NEW_TOKENS") or 512))
         except ValueError:
             max_new = 512
-        return cls(kind=kind, model=model.strip(), max_new_tokens=max_new,
-                   endpoint=(env.get("MIND_OPENAI_ENDPOINT") or env.get("MIND_ENDPOINT") or "").strip(),
-                   timeout_s=timeout if timeout > 0 else DEFAULT_OPENAI_TIMEOUT)
+        return cls(
+            kind=kind,
+            model=model.strip(),
+            max_new_tokens=max_new,
+            endpoint=(env.get("MIND_OPENAI_ENDPOINT") or env.get("MIND_ENDPOINT") or "").strip(),
+            timeout_s=timeout if timeout > 0 else DEFAULT_OPENAI_TIMEOUT,
+        )
 
     @property
     def text_only(self) -> bool:
@@ -268,8 +295,10 @@ class BackendConfig:
     def problems(self) -> list[str]:
         """Settings that cannot work, found without loading anything."""
         if self.kind == "transformers" and not self.model.strip():
-            return ["The transformers backend needs a model: a local model folder (with config.json) or a "
-                    "Hugging Face id such as llava-hf/llava-1.5-7b-hf."]
+            return [
+                "The transformers backend needs a model: a local model folder (with config.json) or a "
+                "Hugging Face id such as llava-hf/llava-1.5-7b-hf."
+            ]
         if self.kind == "openai":
             if not self.endpoint.strip():
                 return ["The OpenAI-compatible backend needs the server URL, e.g. http://localhost:8000/v1."]
@@ -284,10 +313,12 @@ class BackendConfig:
 
             try:
                 name = model_label(default_gguf_path())
-            except Exception:  # noqa: BLE001 — the package may be missing; the run says how to install it
+            except Exception:
                 name = "SmolLM2-135M-Instruct"
-            return f"offline · {name} — text-only fallback: the model cannot see the images (OCR text and colours " \
-                   "are given to it instead)"
+            return (
+                f"offline · {name} — text-only fallback: the model cannot see the images (OCR text and colours "
+                "are given to it instead)"
+            )
         if self.kind == "transformers":
             return f"transformers · {self.model.strip() or '(no model chosen)'} — a local vision-language model"
         model = self.model.strip() or "the server's first model"
@@ -306,10 +337,17 @@ def open_backend(config: BackendConfig) -> tuple[Backend, bool]:
     if problems:
         raise BackendError(problems[0])
     if config.kind == "openai":
-        return make_backend("openai", endpoint=config.endpoint.strip(), model=config.model.strip() or None,
-                            api_key=config.api_key or None, read_timeout=float(config.timeout_s),
-                            connect_timeout=min(5.0, float(config.timeout_s)), max_retries=LIVE_MAX_RETRIES,
-                            backoff_max=2.0, retry_after_max=10.0), True
+        return make_backend(
+            "openai",
+            endpoint=config.endpoint.strip(),
+            model=config.model.strip() or None,
+            api_key=config.api_key or None,
+            read_timeout=float(config.timeout_s),
+            connect_timeout=min(5.0, float(config.timeout_s)),
+            max_retries=LIVE_MAX_RETRIES,
+            backoff_max=2.0,
+            retry_after_max=10.0,
+        ), True
     key = (config.kind, config.model.strip())
     with _local_lock:  # one load at a time; a second session waits for the first and reuses it
         backend = _local_backends.get(key)
@@ -379,10 +417,19 @@ class LiveRun:
     :func:`open_backend`, which the page always uses).
     """
 
-    def __init__(self, a: Product, b: Product, images: Mapping[str, Image.Image | None], config: BackendConfig,
-                 relations: Sequence[str], *, run_filter: bool = True, image_notes: Mapping[str, str] | None = None,
-                 calls_per_generate: int | None = None,
-                 backend_factory: Callable[[BackendConfig], tuple[Backend, bool]] = open_backend):
+    def __init__(
+        self,
+        a: Product,
+        b: Product,
+        images: Mapping[str, Image.Image | None],
+        config: BackendConfig,
+        relations: Sequence[str],
+        *,
+        run_filter: bool = True,
+        image_notes: Mapping[str, str] | None = None,
+        calls_per_generate: int | None = None,
+        backend_factory: Callable[[BackendConfig], tuple[Backend, bool]] = open_backend,
+    ):
         if not relations:
             raise ValueError("choose at least one relation")
         unknown = [r for r in relations if r not in RELATIONS]
@@ -393,8 +440,9 @@ class LiveRun:
         self.image_notes = dict(image_notes or {})
         self.config = config
         self.relations = list(relations)
-        self.options = DistillOptions(relations=self.relations, run_filter=run_filter,
-                                      params=GenParams(max_new_tokens=int(config.max_new_tokens)))
+        self.options = DistillOptions(
+            relations=self.relations, run_filter=run_filter, params=GenParams(max_new_tokens=int(config.max_new_tokens))
+        )
         self._factory = backend_factory
         #: requests per backend call; None: all relations of a stage at once on an OpenAI server (they run
         #: concurrently; Stop then acts between stages), one at a time on local models (Stop acts between calls)
@@ -412,7 +460,7 @@ class LiveRun:
         self._thread = threading.Thread(target=self._work, name="mind-live-run", daemon=True)
 
     # -- control
-    def start(self) -> "LiveRun":
+    def start(self) -> LiveRun:
         self.started_at = time.monotonic()
         self._thread.start()
         return self
@@ -440,21 +488,29 @@ class LiveRun:
                 self.fatal = str(err)
                 return
             self.backend_label = f"{backend.name} · {backend.model}" + (
-                " — text-only fallback" if getattr(backend, "text_only", False) else "")
+                " — text-only fallback" if getattr(backend, "text_only", False) else ""
+            )
             from mind_core.lvlm.base import source_label
 
             self.source = source_label(backend)
             self.phase = "running"
             step = self.calls_per_generate or (len(self.relations) if backend.name == "openai" else 1)
-            for event in iter_pair(self.a, self.b, backend, self.options, images=self.images,
-                                   should_cancel=self.cancel_event.is_set, calls_per_generate=step):
+            for event in iter_pair(
+                self.a,
+                self.b,
+                backend,
+                self.options,
+                images=self.images,
+                should_cancel=self.cancel_event.is_set,
+                calls_per_generate=step,
+            ):
                 with self._lock:
                     self.events.append(event)
                 if event.kind == "done":
                     self.result = event.result
                     if event.result is not None and event.result.fatal_error:
                         self.fatal = event.result.fatal_error
-        except Exception as err:  # noqa: BLE001 — keep the page alive and say what happened
+        except Exception as err:
             log.exception("live run failed")
             self.fatal = f"The run stopped with an unexpected error: {type(err).__name__}: {err}"
         finally:
@@ -470,9 +526,17 @@ class LiveRun:
             events = list(self.events)
         phase = self.phase  # read once: the thread may finish while we build the view
         end = self.finished_at if phase == "finished" and self.finished_at else time.monotonic()
-        v = RunView(phase=phase, stages=[StageView(k, t) for k, t in STAGES], elapsed_s=end - self.started_at,
-                    backend_label=self.backend_label, source=self.source, image_notes=dict(self.image_notes),
-                    cancel_requested=self.cancel_event.is_set(), fatal=self.fatal, result=self.result)
+        v = RunView(
+            phase=phase,
+            stages=[StageView(k, t) for k, t in STAGES],
+            elapsed_s=end - self.started_at,
+            backend_label=self.backend_label,
+            source=self.source,
+            image_notes=dict(self.image_notes),
+            cancel_requested=self.cancel_event.is_set(),
+            fatal=self.fatal,
+            result=self.result,
+        )
         st = {s.key: s for s in v.stages}
         n_desc = sum(1 for p in (self.a, self.b) if not p.description.strip())
         st["describe"].planned = n_desc
@@ -510,6 +574,7 @@ def _stage_states(v: RunView, st: dict[str, StageView], run_filter: bool) -> Non
     """Each stage's state from what happened so far (the pipeline runs the stages in order)."""
     if v.phase == "loading":
         return
+
     def settle(s: StageView, complete: bool) -> None:
         if complete:  # every planned call answered; "error" when all of them failed
             s.state = "error" if s.errors and len(s.errors) >= s.finished else "complete"
@@ -563,14 +628,17 @@ def results_table(rows: Sequence[dict]) -> pd.DataFrame:
     """Rows as the page's table: relation, kept / filtered / unjudged, P(yes), intention, reason, flags."""
     from mind_core.display import verdict_text
 
-    return pd.DataFrame({
-        "relation": [r["relation"] for r in rows],
-        "verdict": [verdict_text(r.get("verdict")) for r in rows],
-        "p_yes": [r.get("p_yes") for r in rows],
-        "intention": [r["intention"] for r in rows],
-        "reason": [r.get("reason") or "" for r in rows],
-        "flags": [r.get("flags") or "" for r in rows],
-    }, columns=RESULT_TABLE_COLUMNS)
+    return pd.DataFrame(
+        {
+            "relation": [r["relation"] for r in rows],
+            "verdict": [verdict_text(r.get("verdict")) for r in rows],
+            "p_yes": [r.get("p_yes") for r in rows],
+            "intention": [r["intention"] for r in rows],
+            "reason": [r.get("reason") or "" for r in rows],
+            "flags": [r.get("flags") or "" for r in rows],
+        },
+        columns=RESULT_TABLE_COLUMNS,
+    )
 
 
 def similar_in_kb(kb, rows: Sequence[dict], k: int = 3) -> dict[str, pd.DataFrame]:
@@ -586,7 +654,8 @@ def similar_in_kb(kb, rows: Sequence[dict], k: int = 3) -> dict[str, pd.DataFram
         h = h[h["intention_id"].astype(str) != r["intention_id"]].head(k)
         h = kb.with_titles(h)
         out[r["intention_id"]] = h[["score", "relation", "verdict", "intention", "title_a", "title_b"]].reset_index(
-            drop=True)
+            drop=True
+        )
     return out
 
 
@@ -611,8 +680,10 @@ class SaveReport:
 
     def text(self) -> str:
         what = f"{self.added} new" + (f", {self.replaced} replaced" if self.replaced else "")
-        return (f"Saved ({what}) into the user KB `{self.kb_dir}` — {self.total} intentions in it now. Pick it in "
-                "the sidebar's KB list to browse and search them.")
+        return (
+            f"Saved ({what}) into the user KB `{self.kb_dir}` — {self.total} intentions in it now. Pick it in "
+            "the sidebar's KB list to browse and search them."
+        )
 
 
 @contextlib.contextmanager
@@ -639,8 +710,9 @@ def user_kb_path(root: str | Path | None = None, name: str = USER_KB_NAME) -> Pa
     return user_data_dir(root) / name
 
 
-def save_run(rows: Sequence[dict], products: Sequence[Product], *, root: str | Path | None = None,
-             name: str = USER_KB_NAME) -> SaveReport:
+def save_run(
+    rows: Sequence[dict], products: Sequence[Product], *, root: str | Path | None = None, name: str = USER_KB_NAME
+) -> SaveReport:
     """Merge ``rows`` (KB intention rows, ``source = distilled:...``) and their products into the user's Parquet
     tables under ``<root>/_distilled/`` (distill layout: ``intentions/part-*.parquet``, ``products/part-*.parquet``;
     a row with the same ``intention_id`` — same pair, relation and backend — is replaced) and (re)build the KB

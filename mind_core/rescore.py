@@ -14,14 +14,15 @@ and started again redoes nothing that was written and loses nothing but the chun
 :func:`mind_core.scores.load_scores` (``KnowledgeBase.scores``) reads every part of every source and exposes the
 latest answer per row as ``p_yes_rescored`` / ``verdict_rescored`` / ``rescore_source``.
 """
+
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -35,9 +36,17 @@ WHERE_COLUMNS = ("relation", "verdict", "category", "source")
 STATE_DIR = "_state"
 _PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 
-RESCORE_SCHEMA = pa.schema([("intention_id", pa.string()), ("p_yes", pa.float64()), ("verdict", pa.string()),
-                            ("reason", pa.string()), ("source", pa.string()), ("created_at", pa.string()),
-                            ("flags", pa.string())])
+RESCORE_SCHEMA = pa.schema(
+    [
+        ("intention_id", pa.string()),
+        ("p_yes", pa.float64()),
+        ("verdict", pa.string()),
+        ("reason", pa.string()),
+        ("source", pa.string()),
+        ("created_at", pa.string()),
+        ("flags", pa.string()),
+    ]
+)
 assert tuple(RESCORE_SCHEMA.names) == RESCORE_COLUMNS
 
 
@@ -53,8 +62,10 @@ def parse_where(specs: Sequence[str] | None) -> dict[str, list[str]]:
         col, sep, values = spec.partition("=")
         col = col.strip()
         if not sep or col not in WHERE_COLUMNS:
-            raise RescoreError(f"--where {spec!r}: expected COLUMN=VALUE[,VALUE...] with COLUMN one of "
-                               f"{', '.join(WHERE_COLUMNS)} (e.g. relation=usedFor)")
+            raise RescoreError(
+                f"--where {spec!r}: expected COLUMN=VALUE[,VALUE...] with COLUMN one of "
+                f"{', '.join(WHERE_COLUMNS)} (e.g. relation=usedFor)"
+            )
         vals = [v.strip() for v in values.split(",") if v.strip()]
         if not vals:
             raise RescoreError(f"--where {spec!r}: no value after '='")
@@ -92,10 +103,13 @@ def done_ids(folder: Path, source: str) -> set[str]:
         try:
             t = pq.read_table(part, columns=["intention_id", "source"])
         except Exception as err:  # pyarrow raises several types for damaged files
-            raise RescoreError(f"{part}: not a readable Parquet part ({err}); it was not written by this tool's "
-                               "atomic writer; move it away and re-run") from None
-        done.update(i for i, s in zip(t.column("intention_id").to_pylist(), t.column("source").to_pylist())
-                    if s == source)
+            raise RescoreError(
+                f"{part}: not a readable Parquet part ({err}); it was not written by this tool's "
+                "atomic writer; move it away and re-run"
+            ) from None
+        done.update(
+            i for i, s in zip(t.column("intention_id").to_pylist(), t.column("source").to_pylist()) if s == source
+        )
     return done
 
 
@@ -117,21 +131,36 @@ class RescoreSummary:
         return self.selected - self.done_before - self.written
 
     def text(self) -> str:
-        lines = [f"{self.source}: {self.selected} rows selected; {self.done_before} were done, {self.written} "
-                 f"rescored now, {self.remaining} remaining ({self.calls} backend calls in {self.seconds:.1f} s)"]
+        lines = [
+            f"{self.source}: {self.selected} rows selected; {self.done_before} were done, {self.written} "
+            f"rescored now, {self.remaining} remaining ({self.calls} backend calls in {self.seconds:.1f} s)"
+        ]
         if self.no_p_yes:
-            lines.append(f"{self.no_p_yes} answers came without P(yes) (the backend/server gave no logits or "
-                         "logprobs): they have a verdict but no score")
+            lines.append(
+                f"{self.no_p_yes} answers came without P(yes) (the backend/server gave no logits or "
+                "logprobs): they have a verdict but no score"
+            )
         if self.errors:
-            lines.append(f"{self.errors} requests failed (see {self.folder}/{STATE_DIR}/errors.jsonl); re-run the "
-                         "same command to retry them")
+            lines.append(
+                f"{self.errors} requests failed (see {self.folder}/{STATE_DIR}/errors.jsonl); re-run the "
+                "same command to retry them"
+            )
         lines.append(f"results: {self.folder} (read by the Filter thresholds page as p_yes_rescored)")
         return "\n".join(lines)
 
 
-def run_rescore(kb, rows: pd.DataFrame, backend: Backend, *, params: GenParams | None = None,
-                use_images: bool = True, image_timeout: float = 2.0, chunk_rows: int | None = None,
-                progress: bool = True, on_chunk: Callable[[int], None] | None = None) -> RescoreSummary:
+def run_rescore(
+    kb,
+    rows: pd.DataFrame,
+    backend: Backend,
+    *,
+    params: GenParams | None = None,
+    use_images: bool = True,
+    image_timeout: float = 2.0,
+    chunk_rows: int | None = None,
+    progress: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+) -> RescoreSummary:
     """Ask ``backend`` the role-aware filter question again for ``rows`` (from :func:`select_rows`) and write the
     answers under ``<kb>/rescore/<source slug>/``, skipping rows already there. See the module docstring."""
     from tqdm import tqdm
@@ -165,24 +194,48 @@ def run_rescore(kb, rows: pd.DataFrame, backend: Backend, *, params: GenParams |
         todo = rows[~rows["intention_id"].isin(done)]
         summary.done_before = len(rows) - len(todo)
         seq = 1 + max([int(m.group(1)) for p in _parts(folder) if (m := _PART_RE.match(p.name))], default=0)
-        _append_jsonl(state / "runs.jsonl", [{"run": run_id, "event": "start", "at": time.time(), "source": source,
-                                              "selected": len(rows), "todo": len(todo)}])
-        bar = tqdm(total=len(rows), initial=summary.done_before, unit="row", desc="rescore", disable=not progress,
-                   dynamic_ncols=True, mininterval=0.5)
+        _append_jsonl(
+            state / "runs.jsonl",
+            [
+                {
+                    "run": run_id,
+                    "event": "start",
+                    "at": time.time(),
+                    "source": source,
+                    "selected": len(rows),
+                    "todo": len(todo),
+                }
+            ],
+        )
+        bar = tqdm(
+            total=len(rows),
+            initial=summary.done_before,
+            unit="row",
+            desc="rescore",
+            disable=not progress,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
         try:
             for start in range(0, len(todo), chunk_rows):
-                chunk = todo.iloc[start:start + chunk_rows]
+                chunk = todo.iloc[start : start + chunk_rows]
                 products: dict[str, Product] = {}
                 for asin in pd.unique(chunk[["asin_a", "asin_b"]].to_numpy().ravel()):
                     p = kb.product(asin) or {"asin": asin, "title": "", "description": "", "image_urls": []}
-                    products[asin] = Product(asin=asin, title=p["title"] or "", description=p["description"] or "",
-                                             image_urls=list(p["image_urls"] or []), category=p.get("category") or "")
+                    products[asin] = Product(
+                        asin=asin,
+                        title=p["title"] or "",
+                        description=p["description"] or "",
+                        image_urls=list(p["image_urls"] or []),
+                        category=p.get("category") or "",
+                    )
                 images, _failures = product_images(list(products.values()), options)
                 reqs, flags = [], []
                 for r in chunk.itertuples(index=False):
                     stacked, image_flags = pair_image(images.get(r.asin_a), images.get(r.asin_b))
-                    reqs.append(filter_request(products[r.asin_a], products[r.asin_b], str(r.relation),
-                                               r.intention, stacked))
+                    reqs.append(
+                        filter_request(products[r.asin_a], products[r.asin_b], str(r.relation), r.intention, stacked)
+                    )
                     flags.append(image_flags + (["text_only"] if text_only and "text_only" not in image_flags else []))
                 outs = backend.generate(reqs, params)
                 if len(outs) != len(reqs):
@@ -192,16 +245,25 @@ def run_rescore(kb, rows: pd.DataFrame, backend: Backend, *, params: GenParams |
                 records, errors = [], []
                 for r, out, fl in zip(chunk.itertuples(index=False), outs, flags):
                     if out.error:
-                        errors.append({"run": run_id, "at": time.time(), "intention_id": r.intention_id,
-                                       "error": out.error})
+                        errors.append(
+                            {"run": run_id, "at": time.time(), "intention_id": r.intention_id, "error": out.error}
+                        )
                         continue
                     verdict, reason = parse_filter(out.text)
                     if verdict is None:
                         fl = fl + ["filter_unparsed"]
                     summary.no_p_yes += out.p_yes is None
-                    records.append({"intention_id": r.intention_id, "p_yes": None if out.p_yes is None
-                                    else float(out.p_yes), "verdict": verdict, "reason": reason, "source": source,
-                                    "created_at": now, "flags": flags_text(fl)})
+                    records.append(
+                        {
+                            "intention_id": r.intention_id,
+                            "p_yes": None if out.p_yes is None else float(out.p_yes),
+                            "verdict": verdict,
+                            "reason": reason,
+                            "source": source,
+                            "created_at": now,
+                            "flags": flags_text(fl),
+                        }
+                    )
                 _append_jsonl(state / "errors.jsonl", errors)
                 summary.errors += len(errors)
                 if records:
@@ -216,9 +278,19 @@ def run_rescore(kb, rows: pd.DataFrame, backend: Backend, *, params: GenParams |
         finally:
             bar.close()
             summary.seconds = time.monotonic() - t0
-            _append_jsonl(state / "runs.jsonl", [{"run": run_id, "event": "end", "at": time.time(),
-                                                  "written": summary.written, "errors": summary.errors,
-                                                  "seconds": round(summary.seconds, 2)}])
+            _append_jsonl(
+                state / "runs.jsonl",
+                [
+                    {
+                        "run": run_id,
+                        "event": "end",
+                        "at": time.time(),
+                        "written": summary.written,
+                        "errors": summary.errors,
+                        "seconds": round(summary.seconds, 2),
+                    }
+                ],
+            )
     finally:
         lock.__exit__(None, None, None)
     return summary

@@ -3,6 +3,7 @@
 This module is the one place for the 20 MIND relation keys and their prompt phrases
 (see RELATIONS.md in the design notes) and for the KB column layout.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,6 +73,7 @@ def parse_relations(spec: str | None) -> list[str]:
 
 # --- errors ----------------------------------------------------------------------------------------------------
 
+
 class ValidationError(ValueError):
     """Bad input data: names the file, the 1-based line and the field so a user can fix it."""
 
@@ -83,6 +85,7 @@ class ValidationError(ValueError):
 
 
 # --- records ---------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Product:
@@ -150,7 +153,19 @@ class Intention:
 
 #: Column order of the KB ``intentions`` table (Parquet); the FAISS id of a row is its position in this table.
 INTENTION_COLUMNS: tuple[str, ...] = (
-    "intention_id", "pair_id", "asin_a", "asin_b", "relation", "intention", "verdict", "reason", "p_yes",
-    "category", "source", "created_at", "tail", "flags",
+    "intention_id",
+    "pair_id",
+    "asin_a",
+    "asin_b",
+    "relation",
+    "intention",
+    "verdict",
+    "reason",
+    "p_yes",
+    "category",
+    "source",
+    "created_at",
+    "tail",
+    "flags",
 )
 PRODUCT_COLUMNS: tuple[str, ...] = ("asin", "title", "description", "image_urls", "category")

@@ -41,6 +41,7 @@ Threshold metrics (pure functions; ``verdict`` "yes" is the positive class):
 At 1.26M rows the page works on :class:`ScoreHistogram` (counts per group x bin x verdict, bins 0.01 wide):
 thresholds snap to bin edges, which makes every count exact, and a slider move costs O(groups x bins).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -49,9 +50,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,8 +69,7 @@ RESCORE_DIR = "rescore"
 PAIR_DESCRIPTION_WORDS = 60
 BIN_WIDTH = 0.01
 
-SCORES_SCHEMA = pa.schema([("intention_id", pa.string()), ("grounding", pa.float32()),
-                           ("typicality", pa.float32())])
+SCORES_SCHEMA = pa.schema([("intention_id", pa.string()), ("grounding", pa.float32()), ("typicality", pa.float32())])
 
 
 @dataclass(frozen=True)
@@ -80,48 +81,73 @@ class ScoreDef:
     definition: str
 
 
-SCORE_DEFS: dict[str, ScoreDef] = {d.key: d for d in (
-    ScoreDef("p_yes", "P(yes) of the LVLM filter", (0.0, 1.0),
-             "P(yes) / (P(yes) + P(no)) over the first answer token of the role-aware filter, recorded by distill "
-             "when the backend gave logits/logprobs."),
-    ScoreDef("p_yes_rescored", "P(yes), rescored", (0.0, 1.0),
-             "P(yes) of the role-aware filter recomputed by `python -m mind_core rescore` (the latest rescoring "
-             "of each row wins; its backend is in rescore_source)."),
-    ScoreDef("grounding", "grounding (intention vs. pair text)", None,
-             "Cosine similarity (MiniLM) between the intention and the pair text \"<title A>. <first 60 words of "
-             "description A> / <title B>. <first 60 words of description B>\"."),
-    ScoreDef("typicality", "typicality (intention vs. its relation)", None,
-             "Cosine similarity (MiniLM) between the intention and the centroid of all other intentions of the "
-             "same relation (leave-one-out mean of normalised embeddings)."),
-)}
+SCORE_DEFS: dict[str, ScoreDef] = {
+    d.key: d
+    for d in (
+        ScoreDef(
+            "p_yes",
+            "P(yes) of the LVLM filter",
+            (0.0, 1.0),
+            "P(yes) / (P(yes) + P(no)) over the first answer token of the role-aware filter, recorded by distill "
+            "when the backend gave logits/logprobs.",
+        ),
+        ScoreDef(
+            "p_yes_rescored",
+            "P(yes), rescored",
+            (0.0, 1.0),
+            "P(yes) of the role-aware filter recomputed by `python -m mind_core rescore` (the latest rescoring "
+            "of each row wins; its backend is in rescore_source).",
+        ),
+        ScoreDef(
+            "grounding",
+            "grounding (intention vs. pair text)",
+            None,
+            'Cosine similarity (MiniLM) between the intention and the pair text "<title A>. <first 60 words of '
+            'description A> / <title B>. <first 60 words of description B>".',
+        ),
+        ScoreDef(
+            "typicality",
+            "typicality (intention vs. its relation)",
+            None,
+            "Cosine similarity (MiniLM) between the intention and the centroid of all other intentions of the "
+            "same relation (leave-one-out mean of normalised embeddings).",
+        ),
+    )
+}
 SCORE_KEYS: tuple[str, ...] = tuple(SCORE_DEFS)
 
 
 # --- build-time scores -----------------------------------------------------------------------------------------
+
 
 def _words(text: object, limit: int | None = None) -> str:
     words = str(text or "").split()
     return " ".join(words if limit is None else words[:limit])
 
 
-def pair_text(title_a: object, description_a: object, title_b: object, description_b: object, *,
-              words: int = PAIR_DESCRIPTION_WORDS) -> str:
+def pair_text(
+    title_a: object,
+    description_a: object,
+    title_b: object,
+    description_b: object,
+    *,
+    words: int = PAIR_DESCRIPTION_WORDS,
+) -> str:
     """The text an intention is grounded against: both titles and the first ``words`` words of both
     descriptions, ``"<title A>. <description A>\\n<title B>. <description B>"`` with whitespace collapsed."""
-    return (f"{_words(title_a)}. {_words(description_a, words)}\n"
-            f"{_words(title_b)}. {_words(description_b, words)}")
+    return f"{_words(title_a)}. {_words(description_a, words)}\n{_words(title_b)}. {_words(description_b, words)}"
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """Cosine similarity of matching rows of ``a`` and ``b`` (float32; NaN where a row has zero norm)."""
     out = np.empty(len(a), dtype=np.float32)
     for s in range(0, len(a), chunk):
-        x = np.asarray(a[s:s + chunk], dtype=np.float32)
-        y = np.asarray(b[s:s + chunk], dtype=np.float32)
+        x = np.asarray(a[s : s + chunk], dtype=np.float32)
+        y = np.asarray(b[s : s + chunk], dtype=np.float32)
         num = np.einsum("ij,ij->i", x, y)
         den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[s:s + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+            out[s : s + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
     return np.clip(out, -1.0, 1.0)
 
 
@@ -138,7 +164,7 @@ def typicality_scores(vecs: np.ndarray, relations: Sequence[str] | np.ndarray) -
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         v = v / np.where(norms > 0, norms, 1)
         total = v.sum(axis=0)
-        dot = v @ total                    # v_i · S
+        dot = v @ total  # v_i · S
         self_sq = np.einsum("ij,ij->i", v, v)  # |v_i|^2 (1, or 0 for a zero vector)
         rest_norm_sq = total @ total - 2 * dot + self_sq  # |S - v_i|^2
         ok = rest_norm_sq > 1e-12
@@ -148,9 +174,17 @@ def typicality_scores(vecs: np.ndarray, relations: Sequence[str] | np.ndarray) -
     return out
 
 
-def write_build_scores(out: Path, intentions: Sequence[Mapping[str, Any]], products: Mapping[str, Mapping[str, Any]],
-                       vecs: np.ndarray, embedder, *, grounding: bool = True, batch_size: int = 64,
-                       progress: bool = False) -> dict[str, Any]:
+def write_build_scores(
+    out: Path,
+    intentions: Sequence[Mapping[str, Any]],
+    products: Mapping[str, Mapping[str, Any]],
+    vecs: np.ndarray,
+    embedder,
+    *,
+    grounding: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Compute ``grounding`` and ``typicality`` for every intention row (``vecs``: its normalised embeddings, same
     order), write ``out/scores.parquet`` atomically, and return what the manifest records under ``"scores"``.
 
@@ -158,10 +192,13 @@ def write_build_scores(out: Path, intentions: Sequence[Mapping[str, Any]], produ
     leaves it NaN (used with ``build-kb --vectors``)."""
     t0 = time.perf_counter()
     n = len(intentions)
-    info: dict[str, Any] = {"version": SCORES_VERSION, "file": SCORES_FILE,
-                            "pair_text": f"<title A>. <first {PAIR_DESCRIPTION_WORDS} words of description A>\\n"
-                                         f"<title B>. <first {PAIR_DESCRIPTION_WORDS} words of description B>",
-                            "typicality": "leave-one-out cosine to the relation's mean normalised embedding"}
+    info: dict[str, Any] = {
+        "version": SCORES_VERSION,
+        "file": SCORES_FILE,
+        "pair_text": f"<title A>. <first {PAIR_DESCRIPTION_WORDS} words of description A>\\n"
+        f"<title B>. <first {PAIR_DESCRIPTION_WORDS} words of description B>",
+        "typicality": "leave-one-out cosine to the relation's mean normalised embedding",
+    }
     ground = np.full(n, np.nan, dtype=np.float32)
     if grounding and n:
         texts: list[str] = []
@@ -175,15 +212,25 @@ def write_build_scores(out: Path, intentions: Sequence[Mapping[str, Any]], produ
         if texts:
             pair_vecs = embedder.encode_cached(texts, batch_size=batch_size, progress=progress)
             ground[have] = rowwise_cosine(vecs[have], pair_vecs)
-        info["grounding"] = {"computed": True, "rows_without_products": int(n - have.sum()),
-                             "distinct_pair_texts": len(set(texts))}
+        info["grounding"] = {
+            "computed": True,
+            "rows_without_products": int(n - have.sum()),
+            "distinct_pair_texts": len(set(texts)),
+        }
     else:
-        info["grounding"] = {"computed": False,
-                             "why": "built with --vectors: pair texts were not encoded" if not grounding else "empty"}
+        info["grounding"] = {
+            "computed": False,
+            "why": "built with --vectors: pair texts were not encoded" if not grounding else "empty",
+        }
     typ = typicality_scores(vecs, [r["relation"] for r in intentions])
-    table = pa.table({"intention_id": pa.array([r["intention_id"] for r in intentions], pa.string()),
-                      "grounding": pa.array(ground, pa.float32()), "typicality": pa.array(typ, pa.float32())},
-                     schema=SCORES_SCHEMA)
+    table = pa.table(
+        {
+            "intention_id": pa.array([r["intention_id"] for r in intentions], pa.string()),
+            "grounding": pa.array(ground, pa.float32()),
+            "typicality": pa.array(typ, pa.float32()),
+        },
+        schema=SCORES_SCHEMA,
+    )
     tmp = out / (SCORES_FILE + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, out / SCORES_FILE)
@@ -242,8 +289,9 @@ def load_scores(kb) -> pd.DataFrame:
     if not out.attrs["missing_file"]:
         table = pq.read_table(path)
         if table.num_rows != len(df):
-            raise StaleIndexError(f"{path} has {table.num_rows} rows, the KB has {len(df)}; rebuild it with "
-                                  "build-kb --force")
+            raise StaleIndexError(
+                f"{path} has {table.num_rows} rows, the KB has {len(df)}; rebuild it with build-kb --force"
+            )
         stored_ids = table.column("intention_id").to_numpy(zero_copy_only=False)
         if not np.array_equal(stored_ids, ids.to_numpy(dtype=object)):
             raise StaleIndexError(f"{path} rows are not aligned with intentions.parquet; rebuild with build-kb --force")
@@ -274,8 +322,9 @@ def verdict_codes(verdicts: Iterable[object] | pd.Series) -> np.ndarray:
     """0 = "yes", 1 = "no", 2 = anything else (None / unparsed), per row."""
     s = verdicts if isinstance(verdicts, pd.Series) else pd.Series(list(verdicts), dtype=object)
     if isinstance(s.dtype, pd.CategoricalDtype):
-        lut = np.array([YES if c == "yes" else NO if c == "no" else UNJUDGED for c in s.cat.categories] + [UNJUDGED],
-                       dtype=np.int8)
+        lut = np.array(
+            [YES if c == "yes" else NO if c == "no" else UNJUDGED for c in s.cat.categories] + [UNJUDGED], dtype=np.int8
+        )
         return lut[s.cat.codes.to_numpy()]  # code -1 (missing) picks the last entry
     v = s.to_numpy(dtype=object)
     return np.where(v == "yes", YES, np.where(v == "no", NO, UNJUDGED)).astype(np.int8)
@@ -292,14 +341,14 @@ class ThresholdMetrics:
     """Counts and agreement of "score >= threshold" with the recorded verdicts (yes = positive)."""
 
     threshold: float
-    rows: int        # all rows, NaN scores included
-    nan: int         # rows without a score (left out of everything below)
+    rows: int  # all rows, NaN scores included
+    nan: int  # rows without a score (left out of everything below)
     scored: int
-    kept: int        # scored rows with score >= threshold (unjudged ones included)
-    tp: int          # kept and verdict yes
-    fp: int          # kept and verdict no
-    fn: int          # not kept and verdict yes
-    tn: int          # not kept and verdict no
+    kept: int  # scored rows with score >= threshold (unjudged ones included)
+    tp: int  # kept and verdict yes
+    fp: int  # kept and verdict no
+    fn: int  # not kept and verdict yes
+    tn: int  # not kept and verdict no
 
     @property
     def kept_rate(self) -> float:
@@ -319,8 +368,13 @@ class ThresholdMetrics:
         return 2 * self.tp / den if den else math.nan
 
     def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "kept_rate": self.kept_rate, "precision": self.precision, "recall": self.recall,
-                "f1": self.f1}
+        return {
+            **asdict(self),
+            "kept_rate": self.kept_rate,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+        }
 
 
 def threshold_metrics(scores, verdicts, threshold: float) -> ThresholdMetrics:
@@ -333,9 +387,16 @@ def threshold_metrics(scores, verdicts, threshold: float) -> ThresholdMetrics:
     kept = valid & (s >= threshold)
     dropped = valid & ~kept
     return ThresholdMetrics(
-        threshold=float(threshold), rows=len(s), nan=int((~valid).sum()), scored=int(valid.sum()),
-        kept=int(kept.sum()), tp=int((kept & (v == YES)).sum()), fp=int((kept & (v == NO)).sum()),
-        fn=int((dropped & (v == YES)).sum()), tn=int((dropped & (v == NO)).sum()))
+        threshold=float(threshold),
+        rows=len(s),
+        nan=int((~valid).sum()),
+        scored=int(valid.sum()),
+        kept=int(kept.sum()),
+        tp=int((kept & (v == YES)).sum()),
+        fp=int((kept & (v == NO)).sum()),
+        fn=int((dropped & (v == YES)).sum()),
+        tn=int((dropped & (v == NO)).sum()),
+    )
 
 
 def kept_counts(scores, groups, threshold: float) -> pd.DataFrame:
@@ -370,13 +431,18 @@ def pr_curve(scores, verdicts, thresholds: Sequence[float] | None = None) -> pd.
 def _curve_frame(ts, kept, scored, tp, fp, fn) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         tp, fp, fn, kept = (np.asarray(x, dtype=float) for x in (tp, fp, fn, kept))
-        return pd.DataFrame({
-            "threshold": np.asarray(ts, dtype=float), "kept": kept.astype(np.int64),
-            "kept_rate": kept / scored if scored else np.full(len(kept), np.nan),
-            "precision": np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), np.nan),
-            "recall": np.where(tp + fn > 0, tp / np.where(tp + fn > 0, tp + fn, 1), np.nan),
-            "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / np.where(2 * tp + fp + fn > 0, 2 * tp + fp + fn, 1), np.nan),
-        })
+        return pd.DataFrame(
+            {
+                "threshold": np.asarray(ts, dtype=float),
+                "kept": kept.astype(np.int64),
+                "kept_rate": kept / scored if scored else np.full(len(kept), np.nan),
+                "precision": np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), np.nan),
+                "recall": np.where(tp + fn > 0, tp / np.where(tp + fn > 0, tp + fn, 1), np.nan),
+                "f1": np.where(
+                    2 * tp + fp + fn > 0, 2 * tp / np.where(2 * tp + fp + fn > 0, 2 * tp + fp + fn, 1), np.nan
+                ),
+            }
+        )
 
 
 def roc_auc(scores, verdicts) -> float:
@@ -405,6 +471,7 @@ def flips(scores, threshold_a: float, threshold_b: float) -> pd.DataFrame:
 
 
 # --- histograms (slider moves in O(groups x bins)) -------------------------------------------------------------
+
 
 def bin_edges(scores, *, width: float = BIN_WIDTH, fixed_range: tuple[float, float] | None = None) -> np.ndarray:
     """Edges ``lo, lo + width, ..., hi`` on multiples of ``width`` (rounded to 6 decimals, so they equal the
@@ -444,8 +511,15 @@ class ScoreHistogram:
     groups: dict[str, GroupCounts]
 
     @classmethod
-    def build(cls, scores, verdicts, groups: Mapping[str, Sequence[object] | pd.Series] | None = None, *,
-              width: float = BIN_WIDTH, fixed_range: tuple[float, float] | None = None) -> "ScoreHistogram":
+    def build(
+        cls,
+        scores,
+        verdicts,
+        groups: Mapping[str, Sequence[object] | pd.Series] | None = None,
+        *,
+        width: float = BIN_WIDTH,
+        fixed_range: tuple[float, float] | None = None,
+    ) -> ScoreHistogram:
         s = _as_scores(scores)
         v = verdict_codes(verdicts).astype(np.int64)
         edges = bin_edges(s, width=width, fixed_range=fixed_range)
@@ -473,7 +547,7 @@ class ScoreHistogram:
         return float(self.edges[self._k(threshold)])
 
     def _k(self, threshold: float) -> int:
-        k = int(round((float(threshold) - self.edges[0]) / self.width))
+        k = round((float(threshold) - self.edges[0]) / self.width)
         return min(max(k, 0), len(self.edges) - 1)
 
     def metrics(self, threshold: float) -> ThresholdMetrics:
@@ -482,9 +556,17 @@ class ScoreHistogram:
         k = self._k(threshold)
         kept, total = g.tail[0, k], g.tail[0, 0]
         nan = int(g.nan[0].sum())
-        return ThresholdMetrics(threshold=float(self.edges[k]), rows=int(total.sum()) + nan, nan=nan,
-                                scored=int(total.sum()), kept=int(kept.sum()), tp=int(kept[YES]), fp=int(kept[NO]),
-                                fn=int(total[YES] - kept[YES]), tn=int(total[NO] - kept[NO]))
+        return ThresholdMetrics(
+            threshold=float(self.edges[k]),
+            rows=int(total.sum()) + nan,
+            nan=nan,
+            scored=int(total.sum()),
+            kept=int(kept.sum()),
+            tp=int(kept[YES]),
+            fp=int(kept[NO]),
+            fn=int(total[YES] - kept[YES]),
+            tn=int(total[NO] - kept[NO]),
+        )
 
     def kept_by(self, grouping: str, threshold: float) -> pd.DataFrame:
         """Per group: ``group, rows, nan, scored, kept, kept_rate, yes`` (``yes`` = rows the paper's binary rule
@@ -496,9 +578,19 @@ class ScoreHistogram:
         nan = g.nan.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = np.where(scored > 0, kept.sum(axis=1) / np.maximum(scored, 1), np.nan)
-        out = pd.DataFrame({"group": g.names, "rows": scored + nan, "nan": nan, "scored": scored,
-                            "kept": kept.sum(axis=1), "kept_rate": rate,
-                            "yes": g.tail[:, 0, YES] + g.nan[:, YES], "tp": kept[:, YES], "fp": kept[:, NO]})
+        out = pd.DataFrame(
+            {
+                "group": g.names,
+                "rows": scored + nan,
+                "nan": nan,
+                "scored": scored,
+                "kept": kept.sum(axis=1),
+                "kept_rate": rate,
+                "yes": g.tail[:, 0, YES] + g.nan[:, YES],
+                "tp": kept[:, YES],
+                "fp": kept[:, NO],
+            }
+        )
         return out[out["rows"] > 0].reset_index(drop=True)
 
     def curve(self) -> pd.DataFrame:
@@ -512,8 +604,15 @@ class ScoreHistogram:
     def bins(self) -> pd.DataFrame:
         """Overall histogram: ``bin_left, bin_right, yes, no, unjudged`` per bin."""
         c = self.groups["all"].counts[0]
-        return pd.DataFrame({"bin_left": self.edges[:-1], "bin_right": self.edges[1:], "yes": c[:, YES],
-                             "no": c[:, NO], "unjudged": c[:, UNJUDGED]})
+        return pd.DataFrame(
+            {
+                "bin_left": self.edges[:-1],
+                "bin_right": self.edges[1:],
+                "yes": c[:, YES],
+                "no": c[:, NO],
+                "unjudged": c[:, UNJUDGED],
+            }
+        )
 
 
 def _group_codes(values) -> tuple[np.ndarray, list[str]]:
@@ -532,6 +631,7 @@ def _group_codes(values) -> tuple[np.ndarray, list[str]]:
 
 # --- everything a threshold page needs for one score --------------------------------------------------------------
 
+
 @dataclass
 class ScoreView:
     """One score of one KB, prepared once (O(rows log rows)); then each threshold pair costs O(groups x bins)
@@ -539,16 +639,23 @@ class ScoreView:
 
     key: str
     hist: ScoreHistogram
-    order: np.ndarray          # positions of the rows with a value, by ascending score
+    order: np.ndarray  # positions of the rows with a value, by ascending score
     sorted_scores: np.ndarray  # their scores
     auc: float
     nan: int
-    default_a: float           # keeps about as many rows as the binary rule
-    default_b: float           # a stricter filter: keeps about half as many rows as the binary rule
+    default_a: float  # keeps about as many rows as the binary rule
+    default_b: float  # a stricter filter: keeps about half as many rows as the binary rule
 
     @classmethod
-    def build(cls, key: str, scores, verdicts, groups: Mapping[str, Sequence[object] | pd.Series] | None = None,
-              *, width: float = BIN_WIDTH) -> "ScoreView":
+    def build(
+        cls,
+        key: str,
+        scores,
+        verdicts,
+        groups: Mapping[str, Sequence[object] | pd.Series] | None = None,
+        *,
+        width: float = BIN_WIDTH,
+    ) -> ScoreView:
         s = _as_scores(scores)
         fixed = SCORE_DEFS[key].fixed_range if key in SCORE_DEFS else None
         hist = ScoreHistogram.build(s, verdicts, groups, width=width, fixed_range=fixed)
@@ -557,8 +664,16 @@ class ScoreView:
         codes = verdict_codes(verdicts)
         judged = codes != UNJUDGED
         yes_rate = float((codes == YES).sum() / judged.sum()) if judged.any() else 0.5
-        return cls(key, hist, order, s[order], roc_auc(s, verdicts), int(len(s) - len(valid)),
-                   threshold_for_kept_rate(hist, yes_rate), threshold_for_kept_rate(hist, yes_rate / 2))
+        return cls(
+            key,
+            hist,
+            order,
+            s[order],
+            roc_auc(s, verdicts),
+            int(len(s) - len(valid)),
+            threshold_for_kept_rate(hist, yes_rate),
+            threshold_for_kept_rate(hist, yes_rate / 2),
+        )
 
     def flip_rows(self, threshold_a: float, threshold_b: float) -> tuple[np.ndarray, str]:
         """(row positions kept by exactly one threshold, by ascending score; "A" or "B" = which one keeps them)."""
@@ -569,6 +684,7 @@ class ScoreView:
 
 
 # --- small helpers for pages / reports ---------------------------------------------------------------------------
+
 
 def threshold_for_kept_rate(hist: ScoreHistogram, rate: float) -> float:
     """The bin edge whose kept rate is closest to ``rate`` (e.g. the binary rule's kept rate)."""
@@ -585,7 +701,7 @@ def best_f1_threshold(hist: ScoreHistogram) -> float:
 
 
 def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
 
 def scores_summary(kb) -> dict[str, Any]:
@@ -606,8 +722,14 @@ def scores_summary(kb) -> dict[str, Any]:
     for rel in sorted(set(relations)):
         sel = relations == rel
         kept, judged = int((codes[sel] == YES).sum()), int((codes[sel] != UNJUDGED).sum())
-        out["relations"].append({"relation": rel, "kept": kept, "judged": judged,
-                                 "kept_rate": kept / judged if judged else math.nan,
-                                 "auc": {k: roc_auc(sc[k].to_numpy()[sel], verdicts[sel]) for k in keys}})
+        out["relations"].append(
+            {
+                "relation": rel,
+                "kept": kept,
+                "judged": judged,
+                "kept_rate": kept / judged if judged else math.nan,
+                "auc": {k: roc_auc(sc[k].to_numpy()[sel], verdicts[sel]) for k in keys},
+            }
+        )
     out["relations"].sort(key=lambda r: (r["kept_rate"], r["relation"]))
     return json.loads(json.dumps(out, default=float))

@@ -15,6 +15,7 @@ the largest BM25 among the candidates so both parts lie in [0, 1].
 Facets (:class:`Facets`): relation, intention category, verdict (``yes`` / ``no`` / ``none`` = unjudged) and a
 P(yes) filter-score range; they are applied as a row mask before ranking in every mode.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,9 +26,9 @@ import re
 import sys
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,11 +41,11 @@ MODES = ("semantic", "keyword", "hybrid")
 TOKEN_RE = re.compile(r"[a-z0-9]+")
 BM25_K1, BM25_B = 1.2, 0.75
 HYBRID_ALPHA = 0.5
-EXACT_MAX = 50_000            # facet subsets up to this size are scored exactly; larger ones go through FAISS
+EXACT_MAX = 50_000  # facet subsets up to this size are scored exactly; larger ones go through FAISS
 KEYWORD_INDEX_VERSION = 1
 
 #: derived indexes per loaded KB object (dropped with it)
-_PER_KB: "weakref.WeakKeyDictionary[KnowledgeBase, dict]" = weakref.WeakKeyDictionary()
+_PER_KB: weakref.WeakKeyDictionary[KnowledgeBase, dict] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -98,9 +99,10 @@ def tokenize(text: str) -> list[str]:
 
 # --- query parsing ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class KeywordQuery:
-    words: tuple[str, ...]         # every token that must occur (phrase tokens included), in query order
+    words: tuple[str, ...]  # every token that must occur (phrase tokens included), in query order
     phrases: tuple[tuple[str, ...], ...]  # multi-token phrases whose tokens must be adjacent
 
     @property
@@ -130,11 +132,12 @@ def phrase_pattern(tokens: Sequence[str]) -> str:
 
 # --- facets ----------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Facets:
     relations: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    verdicts: tuple[str, ...] = ()          # "yes", "no", "none" (unjudged)
+    verdicts: tuple[str, ...] = ()  # "yes", "no", "none" (unjudged)
     p_yes_range: tuple[float, float] | None = None  # inclusive; rows without P(yes) are excluded when set
 
     @property
@@ -187,16 +190,18 @@ def _category_isin(col: pd.Series, values: Sequence[str]) -> np.ndarray:
 
 # --- keyword index ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class KeywordIndex:
     """Inverted index over distinct texts. ``row_text[r]`` = text id of KB row r."""
-    terms: np.ndarray          # str [V], sorted
-    offsets: np.ndarray        # int64 [V+1]
-    postings: np.ndarray       # int32 [P] text ids, ascending within a term
-    tfs: np.ndarray            # uint16 [P]
-    doc_len: np.ndarray        # uint16 [T] tokens per text
-    row_text: np.ndarray       # int32 [n]
-    first_row: np.ndarray      # int32 [T] one KB row holding each text
+
+    terms: np.ndarray  # str [V], sorted
+    offsets: np.ndarray  # int64 [V+1]
+    postings: np.ndarray  # int32 [P] text ids, ascending within a term
+    tfs: np.ndarray  # uint16 [P]
+    doc_len: np.ndarray  # uint16 [T] tokens per text
+    row_text: np.ndarray  # int32 [n]
+    first_row: np.ndarray  # int32 [T] one KB row holding each text
     _vocab: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -208,7 +213,7 @@ class KeywordIndex:
         return len(self.doc_len)
 
     @classmethod
-    def build(cls, texts: pd.Series) -> "KeywordIndex":
+    def build(cls, texts: pd.Series) -> KeywordIndex:
         codes, uniques = pd.factorize(texts.astype(object).fillna(""), sort=False)
         vocab: dict[str, int] = {}
         term_ids: list[int] = []
@@ -226,7 +231,7 @@ class KeywordIndex:
                 text_ids.append(tid)
                 freqs.append(c)
         terms = np.array(list(vocab), dtype=str) if vocab else np.array([], dtype=str)
-        order = np.argsort(terms, kind="stable")          # sorted vocabulary: stable layout on disk
+        order = np.argsort(terms, kind="stable")  # sorted vocabulary: stable layout on disk
         remap = np.empty(len(order), dtype=np.int64)
         remap[order] = np.arange(len(order))
         tids = remap[np.asarray(term_ids, dtype=np.int64)]
@@ -234,23 +239,36 @@ class KeywordIndex:
         offsets = np.zeros(len(order) + 1, dtype=np.int64)
         np.cumsum(np.bincount(tids, minlength=len(order)), out=offsets[1:])
         first_row = np.full(len(uniques), -1, dtype=np.int64)
-        first_row[codes[::-1]] = np.arange(len(codes))[::-1]   # last write wins -> first occurrence
-        return cls(terms[order], offsets, np.asarray(text_ids, dtype=np.int32)[perm],
-                   np.minimum(np.asarray(freqs, dtype=np.int64), 65535).astype(np.uint16)[perm], doc_len,
-                   codes.astype(np.int32), first_row.astype(np.int32))
+        first_row[codes[::-1]] = np.arange(len(codes))[::-1]  # last write wins -> first occurrence
+        return cls(
+            terms[order],
+            offsets,
+            np.asarray(text_ids, dtype=np.int32)[perm],
+            np.minimum(np.asarray(freqs, dtype=np.int64), 65535).astype(np.uint16)[perm],
+            doc_len,
+            codes.astype(np.int32),
+            first_row.astype(np.int32),
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, terms=self.terms, offsets=self.offsets, postings=self.postings, tfs=self.tfs,
-                 doc_len=self.doc_len, row_text=self.row_text, first_row=self.first_row)
+        np.savez(
+            tmp,
+            terms=self.terms,
+            offsets=self.offsets,
+            postings=self.postings,
+            tfs=self.tfs,
+            doc_len=self.doc_len,
+            row_text=self.row_text,
+            first_row=self.first_row,
+        )
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "KeywordIndex":
+    def load(cls, path: Path) -> KeywordIndex:
         with np.load(path, allow_pickle=False) as z:
-            return cls(**{k: z[k] for k in ("terms", "offsets", "postings", "tfs", "doc_len", "row_text",
-                                            "first_row")})
+            return cls(**{k: z[k] for k in ("terms", "offsets", "postings", "tfs", "doc_len", "row_text", "first_row")})
 
     def postings_of(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         i = self._vocab.get(term)
@@ -271,7 +289,9 @@ class KeywordIndex:
                 continue
             idf = math.log(1 + (T - len(post) + 0.5) / (len(post) + 0.5))
             tf = tf.astype(np.float32)
-            score += np.bincount(post, weights=idf * tf * (BM25_K1 + 1) / (tf + norm[post]), minlength=T).astype(np.float32)
+            score += np.bincount(post, weights=idf * tf * (BM25_K1 + 1) / (tf + norm[post]), minlength=T).astype(
+                np.float32
+            )
             present[post] += 1
         return score, present
 
@@ -313,10 +333,11 @@ def keyword_index(kb: KnowledgeBase) -> KeywordIndex:
 
 # --- results ---------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class SearchResult:
-    hits: pd.DataFrame       # KB rows + row, score (+ cosine, bm25 for hybrid), best first
-    total: int               # number of matching rows (keyword: all matches; semantic/hybrid: hits returned)
+    hits: pd.DataFrame  # KB rows + row, score (+ cosine, bm25 for hybrid), best first
+    total: int  # number of matching rows (keyword: all matches; semantic/hybrid: hits returned)
     mode: str
     seconds: float
     note: str = ""
@@ -344,7 +365,7 @@ def keyword_search(kb: KnowledgeBase, query: str, k: int = 200, facets: Facets |
     t0 = time.perf_counter()
     q = parse_query(query)
     if q.empty:
-        raise ValueError("empty query: type words or a \"quoted phrase\"")
+        raise ValueError('empty query: type words or a "quoted phrase"')
     kw = keyword_index(kb)
     tscore, present = kw.text_scores(q.words)
     text_ok = present == len(q.words)
@@ -401,8 +422,9 @@ def semantic_search(kb: KnowledgeBase, query: str, k: int = 200, facets: Facets 
     return SearchResult(_hits(kb, rows, scores), len(rows), "semantic", time.perf_counter() - t0)
 
 
-def hybrid_search(kb: KnowledgeBase, query: str, k: int = 200, facets: Facets | None = None,
-                  alpha: float = HYBRID_ALPHA) -> SearchResult:
+def hybrid_search(
+    kb: KnowledgeBase, query: str, k: int = 200, facets: Facets | None = None, alpha: float = HYBRID_ALPHA
+) -> SearchResult:
     """``alpha · cosine + (1 − alpha) · bm25 / max_bm25`` over the union of top semantic and top BM25 rows."""
     t0 = time.perf_counter()
     if not query or not query.strip():
@@ -436,12 +458,14 @@ def hybrid_search(kb: KnowledgeBase, query: str, k: int = 200, facets: Facets | 
     return SearchResult(hits, len(hits), "hybrid", time.perf_counter() - t0)
 
 
-def search(kb: KnowledgeBase, query: str, mode: str = "semantic", k: int = 200,
-           facets: Facets | None = None) -> SearchResult:
+def search(
+    kb: KnowledgeBase, query: str, mode: str = "semantic", k: int = 200, facets: Facets | None = None
+) -> SearchResult:
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
     return {"semantic": semantic_search, "keyword": keyword_search, "hybrid": hybrid_search}[mode](
-        kb, query, k=k, facets=facets)
+        kb, query, k=k, facets=facets
+    )
 
 
 def index_available(kb: KnowledgeBase) -> str | None:
@@ -450,25 +474,29 @@ def index_available(kb: KnowledgeBase) -> str | None:
 
     for name in (INDEX_FILE, EMBEDDINGS_FILE):
         if not (kb.path / name).exists():
-            return (f"{name} is missing in {kb.path}, so semantic and hybrid search are unavailable "
-                    f"(keyword search still works). Rebuild with: python -m mind_core build-kb --input <data> "
-                    f"--out {kb.path} --force")
+            return (
+                f"{name} is missing in {kb.path}, so semantic and hybrid search are unavailable "
+                f"(keyword search still works). Rebuild with: python -m mind_core build-kb --input <data> "
+                f"--out {kb.path} --force"
+            )
     return None
 
 
 # --- products ----------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class ProductIndex:
     """Rows of the intentions table per product (both sides), as CSR over the product table order, plus each
     row's product-A position (for product-category charts). Saved next to the keyword index."""
+
     asins: pd.Index
     offsets: np.ndarray
     rows: np.ndarray
-    a_pos: np.ndarray        # int32 [n] position of asin_a in the products table (-1: not described)
+    a_pos: np.ndarray  # int32 [n] position of asin_a in the products table (-1: not described)
 
     @classmethod
-    def build(cls, kb: KnowledgeBase) -> "ProductIndex":
+    def build(cls, kb: KnowledgeBase) -> ProductIndex:
         df = kb.intentions
         asins = pd.Index(kb.products["asin"].to_numpy())
         n = len(df)
@@ -486,15 +514,16 @@ class ProductIndex:
         i = self.asins.get_indexer([asin])[0]
         if i < 0:
             return np.empty(0, dtype=np.int64)
-        return self.rows[self.offsets[i]:self.offsets[i + 1]]
+        return self.rows[self.offsets[i] : self.offsets[i + 1]]
 
 
 def product_index(kb: KnowledgeBase) -> ProductIndex:
     per_kb = _PER_KB.setdefault(kb, {})
     if "products" in per_kb:
         return per_kb["products"]
-    path = keyword_index_path(kb).with_name(keyword_index_path(kb).stem.replace(
-        f"v{KEYWORD_INDEX_VERSION}-", "products-v1-") + f"-{len(kb.products)}.npz")
+    path = keyword_index_path(kb).with_name(
+        keyword_index_path(kb).stem.replace(f"v{KEYWORD_INDEX_VERSION}-", "products-v1-") + f"-{len(kb.products)}.npz"
+    )
     asins = pd.Index(kb.products["asin"].to_numpy())
     index = None
     if path.exists():
@@ -543,9 +572,13 @@ def product_partners(kb: KnowledgeBase, asin: str, kept_only: bool = False) -> p
     df = product_intentions(kb, asin, kept_only=kept_only)
     codes, partners = pd.factorize(df["partner"].to_numpy(), sort=True)
     kept = (df["verdict"] == "yes").to_numpy(dtype=bool, na_value=False)
-    out = pd.DataFrame({"asin": np.asarray(partners, dtype=object),
-                        "intentions": np.bincount(codes, minlength=len(partners)),
-                        "kept": np.bincount(codes, weights=kept, minlength=len(partners)).astype(int)})
+    out = pd.DataFrame(
+        {
+            "asin": np.asarray(partners, dtype=object),
+            "intentions": np.bincount(codes, minlength=len(partners)),
+            "kept": np.bincount(codes, weights=kept, minlength=len(partners)).astype(int),
+        }
+    )
     out["title"] = titles_of(kb, out["asin"])
     return out.sort_values(["intentions", "asin"], ascending=[False, True], kind="stable").reset_index(drop=True)
 

@@ -2,6 +2,7 @@
 
 Only loading/caching and rendering helpers live here; all computation is in the rest of ``mind_core``.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,21 @@ PAGES: list[tuple[str, str, str, str, str]] = [
     ("views/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
     ("views/products.py", "Products", "🛍️", "products", "a product, its co-buy partners and their intentions"),
     ("views/search.py", "Search", "🔎", "search", "semantic, keyword or hybrid search with facets; export"),
-    ("views/try_product.py", "Try a product", "🧪", "try_product", "upload two products and watch MIND distill intentions live"),
+    (
+        "views/try_product.py",
+        "Try a product",
+        "🧪",
+        "try_product",
+        "upload two products and watch MIND distill intentions live",
+    ),
     ("views/categories.py", "Categories", "📊", "categories", "charts of relation types and categories; embedding map"),
-    ("views/intentionqa.py", "IntentionQA", "🎯", "intentionqa", "does the KB help answer purchase-intention questions?"),
+    (
+        "views/intentionqa.py",
+        "IntentionQA",
+        "🎯",
+        "intentionqa",
+        "does the KB help answer purchase-intention questions?",
+    ),
     ("views/thresholds.py", "Filter thresholds", "🎚️", "thresholds", "what a stricter or looser filter would keep"),
 ]
 
@@ -71,9 +84,11 @@ def current_kb() -> KnowledgeBase | None:
         return load_kb(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
     except KBError as err:
         st.error(f"No usable knowledge base: {err}")
-        st.info("The sample KB is built by `make run`, or by hand with "
-                "`python -m mind_core build-kb --input data/mind_sample --out indexes/sample`. "
-                "Pick another KB folder in the sidebar.")
+        st.info(
+            "The sample KB is built by `make run`, or by hand with "
+            "`python -m mind_core build-kb --input data/mind_sample --out indexes/sample`. "
+            "Pick another KB folder in the sidebar."
+        )
         return None
 
 
@@ -88,8 +103,13 @@ def render_sidebar() -> KnowledgeBase | None:
         st.subheader("Knowledge base")
         current = str(current_kb_path())
         options = list(dict.fromkeys([current, *kb_candidates()]))
-        choice = st.selectbox("KB folder", options, index=options.index(current), key="kb_select",
-                              help="Set MIND_KB or run `streamlit run app.py -- --kb DIR` to choose the default.")
+        choice = st.selectbox(
+            "KB folder",
+            options,
+            index=options.index(current),
+            key="kb_select",
+            help="Set MIND_KB or run `streamlit run app.py -- --kb DIR` to choose the default.",
+        )
         typed = st.text_input("…or another KB folder", value="", key="kb_typed", placeholder="/path/to/kb")
         wanted = typed.strip() or choice
         if wanted != current:
@@ -97,8 +117,10 @@ def render_sidebar() -> KnowledgeBase | None:
         kb = current_kb()
         if kb is not None:
             c = kb.counts()
-            st.caption(f"**{Path(kb.path).name}** · {c['intentions']:,} intentions · {c['pairs']:,} pairs · "
-                       f"{c['products']:,} products · index `{kb.manifest['index_factory']}`")
+            st.caption(
+                f"**{Path(kb.path).name}** · {c['intentions']:,} intentions · {c['pairs']:,} pairs · "
+                f"{c['products']:,} products · index `{kb.manifest['index_factory']}`"
+            )
         backend = os.environ.get("MIND_BACKEND")
         if backend:
             st.caption(f"LVLM backend (env): `{backend}`")

@@ -1,4 +1,5 @@
 """Start `streamlit run app.py` on a free port and drive it with Playwright in Debian Chromium."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -30,11 +39,28 @@ def free_port() -> int:
 def streamlit_server(env: dict[str, str], timeout: float = 120.0):
     """Yield the base URL of a streamlit server running app.py; killed (by PID) afterwards."""
     port = free_port()
-    log = open(ARTIFACTS.joinpath(f"streamlit-{port}.log"), "w") if ARTIFACTS.exists() else subprocess.DEVNULL
+    log = open(ARTIFACTS.joinpath(f"streamlit-{port}.log"), "w") if ARTIFACTS.exists() else subprocess.DEVNULL  # noqa: SIM115 (closed with the server)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -59,7 +85,9 @@ def streamlit_server(env: dict[str, str], timeout: float = 120.0):
 @contextlib.contextmanager
 def chromium_page():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian chromium not found at {CHROMIUM}: run `make test` (it installs it) or apt-get install chromium")
+        pytest.fail(
+            f"Debian chromium not found at {CHROMIUM}: run `make test` (it installs it) or apt-get install chromium"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -1,4 +1,5 @@
 """Shared pytest fixtures. Several test modules add fixtures here: keep each block self-contained."""
+
 from __future__ import annotations
 
 import sys
@@ -13,6 +14,7 @@ if _TESTS_DIR not in sys.path:
 
 
 # --- LVLM backends (tests/test_lvlm_*.py) -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory) -> Path:
@@ -72,9 +74,12 @@ def small_input_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("small_input")
     lines = (SAMPLE_DIR / "intentions.jsonl").read_text(encoding="utf-8").splitlines()[:120]
     (d / "intentions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    asins = {json.loads(l)[k]["asin"] for l in lines for k in ("product_a", "product_b")}
-    prods = [l for l in (SAMPLE_DIR / "products.jsonl").read_text(encoding="utf-8").splitlines()
-             if json.loads(l)["asin"] in asins]
+    asins = {json.loads(ln)[k]["asin"] for ln in lines for k in ("product_a", "product_b")}
+    prods = [
+        ln
+        for ln in (SAMPLE_DIR / "products.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(ln)["asin"] in asins
+    ]
     (d / "products.jsonl").write_text("\n".join(prods) + "\n", encoding="utf-8")
     return d
 

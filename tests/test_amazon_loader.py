@@ -1,4 +1,5 @@
 """mind_core.loaders.amazon: Amazon Review 2018 metadata -> products + co-buy pairs."""
+
 from __future__ import annotations
 
 import gzip
@@ -45,24 +46,53 @@ def test_fixture_is_reproducible(tmp_path):
     work = tmp_path / "fixtures"
     work.mkdir()
     shutil.copy(FIXTURES / "make_amazon_fixture.py", work)
-    sample = next((p for p in (FIXTURES.parents[1] / "data" / "mind_sample",
-                               FIXTURES.parents[2] / "shared" / "data" / "mind_sample")
-                   if (p / "products.jsonl").exists()), None)
+    sample = next(
+        (
+            p
+            for p in (
+                FIXTURES.parents[1] / "data" / "mind_sample",
+                FIXTURES.parents[2] / "shared" / "data" / "mind_sample",
+            )
+            if (p / "products.jsonl").exists()
+        ),
+        None,
+    )
     if sample is None:
         pytest.skip("vendored MIND sample not found")
-    subprocess.run([sys.executable, str(work / "make_amazon_fixture.py"), "--sample", str(sample)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(work / "make_amazon_fixture.py"), "--sample", str(sample)], check=True, capture_output=True
+    )
     for name in ("amazon_meta_sample.json", "amazon_meta_sample.json.gz"):
         assert (work / name).read_bytes() == (FIXTURES / name).read_bytes(), name
 
 
 def test_product_fields(tmp_path):
-    path = _write(tmp_path, [json.dumps({
-        "asin": "A1", "title": "  Red   Tent ", "description": ["Sleeps two.", "", "Waterproof."],
-        "imageURL": ["http://x/small.jpg"], "imageURLHighRes": ["http://x/big.jpg", "http://x/big.jpg"],
-        "also_buy": ["B1", "Z9"], "category": ["Sports & Outdoors", "Camping"]}),
-        json.dumps({"asin": "B1", "title": "Stove", "imageURL": ["http://x/s.jpg"], "category": [],
-                    "main_cat": "Sports & Outdoors", "also_buy": []})])
+    path = _write(
+        tmp_path,
+        [
+            json.dumps(
+                {
+                    "asin": "A1",
+                    "title": "  Red   Tent ",
+                    "description": ["Sleeps two.", "", "Waterproof."],
+                    "imageURL": ["http://x/small.jpg"],
+                    "imageURLHighRes": ["http://x/big.jpg", "http://x/big.jpg"],
+                    "also_buy": ["B1", "Z9"],
+                    "category": ["Sports & Outdoors", "Camping"],
+                }
+            ),
+            json.dumps(
+                {
+                    "asin": "B1",
+                    "title": "Stove",
+                    "imageURL": ["http://x/s.jpg"],
+                    "category": [],
+                    "main_cat": "Sports & Outdoors",
+                    "also_buy": [],
+                }
+            ),
+        ],
+    )
     meta = load_amazon_metadata(path)
     a, b = meta.products["A1"], meta.products["B1"]
     assert a.title == "Red Tent"
@@ -79,8 +109,11 @@ def test_pairs_symmetric_once_and_deterministic_order():
     pairs = cobuy_pairs(links, {"A", "B", "C", "D"})
     assert pairs == [CoBuyPair("A", "C"), CoBuyPair("B", "D"), CoBuyPair("A", "B")]
     # the order follows the input, the canonical direction does not depend on it
-    assert cobuy_pairs(list(reversed(links)), {"A", "B", "C", "D"}) == \
-        [CoBuyPair("A", "B"), CoBuyPair("B", "D"), CoBuyPair("A", "C")]
+    assert cobuy_pairs(list(reversed(links)), {"A", "B", "C", "D"}) == [
+        CoBuyPair("A", "B"),
+        CoBuyPair("B", "D"),
+        CoBuyPair("A", "C"),
+    ]
     assert cobuy_pairs(links, {"A", "B", "C", "D"}) == pairs  # same input, same output
 
 
@@ -89,18 +122,21 @@ def test_one_directional_link_keeps_direction(tmp_path):
     assert load_amazon_metadata(path).pairs == [CoBuyPair("Z1", "A1")]
 
 
-@pytest.mark.parametrize("bad, field_name, message", [
-    ("{'asin': 'X1', 'title': 'python repr'}", None, "Python dict repr"),
-    ('{"asin": "X1", "title": "cut', None, "invalid JSON"),
-    ('["not", "an", "object"]', None, "expected a JSON object"),
-    ('{"title": "no asin"}', "asin", "missing required field"),
-    ('{"asin": "", "title": "t"}', "asin", "non-empty"),
-    ('{"asin": "X1"}', "title", "missing required field"),
-    ('{"asin": "X1", "title": "  "}', "title", "must not be empty"),
-    ('{"asin": "X1", "title": 5}', "title", "expected str"),
-    ('{"asin": "X1", "title": "t", "also_buy": "B1, B2", "description": {"a": 1}}', "description", "list"),
-    ('{"asin": "X1", "title": "t", "imageURLHighRes": [1, 2]}', "imageURLHighRes", "item 0"),
-])
+@pytest.mark.parametrize(
+    "bad, field_name, message",
+    [
+        ("{'asin': 'X1', 'title': 'python repr'}", None, "Python dict repr"),
+        ('{"asin": "X1", "title": "cut', None, "invalid JSON"),
+        ('["not", "an", "object"]', None, "expected a JSON object"),
+        ('{"title": "no asin"}', "asin", "missing required field"),
+        ('{"asin": "", "title": "t"}', "asin", "non-empty"),
+        ('{"asin": "X1"}', "title", "missing required field"),
+        ('{"asin": "X1", "title": "  "}', "title", "must not be empty"),
+        ('{"asin": "X1", "title": 5}', "title", "expected str"),
+        ('{"asin": "X1", "title": "t", "also_buy": "B1, B2", "description": {"a": 1}}', "description", "list"),
+        ('{"asin": "X1", "title": "t", "imageURLHighRes": [1, 2]}', "imageURLHighRes", "item 0"),
+    ],
+)
 def test_bad_lines_name_file_line_and_field(tmp_path, bad, field_name, message):
     path = _write(tmp_path, [_line("A1", also_buy=["B1"]), bad, _line("B1")])
     with pytest.raises(ValidationError) as info:

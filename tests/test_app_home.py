@@ -1,4 +1,5 @@
 """AppTest of app.py: the home page shows the loaded KB's counts; a missing KB gives a clear message."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """AppTest of the Products, Search and Categories pages on the sample KB (no browser)."""
+
 from __future__ import annotations
 
 import io
@@ -24,6 +25,7 @@ def app(sample_kb_dir, monkeypatch, tmp_path):
         for key, value in query.items():
             at.query_params[key] = value
         return at
+
     return make
 
 
@@ -100,6 +102,7 @@ def test_search_no_hits_and_missing_index(app, sample_kb_dir, tmp_path, monkeypa
     assert not at.exception and any("No intentions match" in w.value for w in at.warning)
 
     import shutil
+
     broken = tmp_path / "noindex"
     shutil.copytree(sample_kb_dir, broken)
     manifest = json.loads((broken / "manifest.json").read_text())
@@ -128,6 +131,7 @@ def served_files(monkeypatch):
         file_id = original(self, path_or_data, mimetype, kind, filename)
         files[file_id] = self.get_file(file_id).content
         return file_id
+
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
     return files
 
@@ -142,8 +146,11 @@ def test_search_export_has_the_shown_rows(app, served_files, fmt):
     button = at.get("download_button")[0]
     assert f"Export these {len(shown)} rows as {fmt.upper()}" == button.proto.label
     blob = served_files[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]
-    exported = {"csv": lambda b: pd.read_csv(io.BytesIO(b)), "jsonl": lambda b: pd.read_json(io.BytesIO(b), lines=True),
-                "parquet": lambda b: pd.read_parquet(io.BytesIO(b))}[fmt](blob)
+    exported = {
+        "csv": lambda b: pd.read_csv(io.BytesIO(b)),
+        "jsonl": lambda b: pd.read_json(io.BytesIO(b), lines=True),
+        "parquet": lambda b: pd.read_parquet(io.BytesIO(b)),
+    }[fmt](blob)
     assert exported["intention_id"].tolist() == shown["intention_id"].tolist()
     assert exported["intention"].tolist() == shown["intention"].tolist()
 
@@ -167,7 +174,10 @@ def test_categories_renders_charts_and_table(app):
     assert _values(figs[2]["data"][0]["z"]).sum() == 3397  # heatmap cells
     assert any("Nothing selected" in c.value for c in at.caption) and len(at.dataframe[0].value) == 500
     at.radio(key="heat_by").set_value("product").run()
-    assert not at.exception and "Product category" in json.loads(at.get("plotly_chart")[2].proto.spec)["layout"]["title"]["text"]
+    assert (
+        not at.exception
+        and "Product category" in json.loads(at.get("plotly_chart")[2].proto.spec)["layout"]["title"]["text"]
+    )
     at.radio(key="map_color").set_value("relation").run()
     assert not at.exception
     names = {t["name"] for t in json.loads(at.get("plotly_chart")[4].proto.spec)["data"]}

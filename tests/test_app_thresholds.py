@@ -1,5 +1,6 @@
 """AppTest of the Filter thresholds page: slider moves give the counts a direct pandas computation gives; rescored
 P(yes) appears as a score; a KB built before scores says how to rebuild. Prints the time per slider move."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,8 +39,10 @@ def _frame(at, key: str) -> pd.DataFrame:
 def test_slider_moves_match_pandas(sample_kb_dir, sample_kb, monkeypatch, capsys):
     at = _page(sample_kb_dir, monkeypatch)
     assert not at.exception, at.exception
-    assert at.selectbox(key="score").options == ["grounding (intention vs. pair text)",
-                                                 "typicality (intention vs. its relation)"]
+    assert at.selectbox(key="score").options == [
+        "grounding (intention vs. pair text)",
+        "typicality (intention vs. its relation)",
+    ]
     df, sc = sample_kb.intentions, sample_kb.scores
     rel = df["relation"].astype(object)
     timings = []
@@ -79,8 +81,11 @@ def test_slider_moves_match_pandas(sample_kb_dir, sample_kb, monkeypatch, capsys
     assert not at.exception, at.exception
     assert _frame(at, "summary").loc[0, "kept"] == (sc["typicality"] >= 0.4).sum()
     with capsys.disabled():
-        print(f"\nFilter thresholds page, AppTest rerun per slider move on the sample KB ({len(df):,} rows): "
-              + ", ".join(f"{t * 1000:.0f} ms" for t in timings) + f" (median {statistics.median(timings) * 1000:.0f} ms)")
+        print(
+            f"\nFilter thresholds page, AppTest rerun per slider move on the sample KB ({len(df):,} rows): "
+            + ", ".join(f"{t * 1000:.0f} ms" for t in timings)
+            + f" (median {statistics.median(timings) * 1000:.0f} ms)"
+        )
     assert statistics.median(timings) < 2.0  # loose: a shared CPU; the benchmark prints the real number
 
 
@@ -91,9 +96,21 @@ def test_rescored_p_yes_is_offered_and_old_kbs_say_how_to_rebuild(small_input_di
     build_kb([small_input_dir], kb_dir, progress=False)
     ids = pd.read_parquet(kb_dir / "intentions.parquet")["intention_id"].head(10).tolist()
     p = [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]
-    part = pa.Table.from_pylist([{"intention_id": i, "p_yes": v, "verdict": "yes" if v >= 0.5 else "no",
-                                  "reason": "because", "source": "rescore:openai:m", "created_at": "2026-01-01",
-                                  "flags": ""} for i, v in zip(ids, p)], schema=RESCORE_SCHEMA)
+    part = pa.Table.from_pylist(
+        [
+            {
+                "intention_id": i,
+                "p_yes": v,
+                "verdict": "yes" if v >= 0.5 else "no",
+                "reason": "because",
+                "source": "rescore:openai:m",
+                "created_at": "2026-01-01",
+                "flags": "",
+            }
+            for i, v in zip(ids, p)
+        ],
+        schema=RESCORE_SCHEMA,
+    )
     (kb_dir / "rescore" / "openai_m").mkdir(parents=True)
     pq.write_table(part, kb_dir / "rescore" / "openai_m" / "part-000001.parquet")
     at = _page(kb_dir, monkeypatch)

@@ -1,5 +1,6 @@
 """AppTest of the Try-a-product page: the full flow with the fake OpenAI server and with the tiny LLaVA model,
 Stop, and bad input that must not lose what was entered."""
+
 from __future__ import annotations
 
 import io
@@ -32,6 +33,7 @@ def page(sample_kb_dir, monkeypatch, tmp_path):
         at = AppTest.from_file(APP, default_timeout=180)
         at.switch_page(PAGE)
         return at.run()
+
     return make
 
 
@@ -68,7 +70,7 @@ def test_full_flow_with_the_fake_openai_server(page, fake_openai, tmp_path):
     assert not at.exception, at.exception
     text = _text(at)
     assert [s.state for s in at.status] == ["complete"] * 3
-    assert [s.label for s in at.status][0] == "Stage 1 · describe each product — 2/2"
+    assert at.status[0].label == "Stage 1 · describe each product — 2/2"
     table = at.dataframe[0].value
     assert list(table["relation"]) == ["usedFor", "capableOf", "isA"]
     assert set(table["verdict"]) <= {"kept", "filtered"} and table["p_yes"].notna().all()
@@ -125,8 +127,10 @@ def test_stop_keeps_what_finished(page, fake_openai):
     text = _text(at)
     assert "Stopped. 0 finished intention(s) are kept below." in text
     labels = [s.label for s in at.status]
-    assert labels == ["Stage 1 · describe each product — 2/2",  # its descriptions are kept and shown
-                      "Stage 2 · one intention per relation — 0/3 — stopped"]
+    assert labels == [
+        "Stage 1 · describe each product — 2/2",  # its descriptions are kept and shown
+        "Stage 2 · one intention per relation — 0/3 — stopped",
+    ]
     assert [s.state for s in at.status] == ["complete", "error"]
     assert "Stage 3 · role-aware filter — not run" in text
     assert len(fake_openai.requests) == 2  # nothing was asked after the Stop
@@ -135,8 +139,9 @@ def test_stop_keeps_what_finished(page, fake_openai):
 
 def test_bad_input_gets_messages_and_loses_nothing(page, fake_openai):
     at = page(MIND_BACKEND="openai", MIND_OPENAI_ENDPOINT="http://127.0.0.1:9/v1")
-    at.file_uploader(key="try_A_files").set_value([("broken.png", _png((1, 2, 3))[:70], "image/png"),
-                                                   ("notes.png", b"just some text", "image/png")])
+    at.file_uploader(key="try_A_files").set_value(
+        [("broken.png", _png((1, 2, 3))[:70], "image/png"), ("notes.png", b"just some text", "image/png")]
+    )
     at.text_area(key="try_A_desc").set_value("A description I typed")
     at.run()
     text = _text(at)

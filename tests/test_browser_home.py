@@ -1,8 +1,8 @@
 """Playwright in Debian Chromium: `streamlit run app.py` serves the home page with the sample KB counts."""
+
 from __future__ import annotations
 
 import pytest
-
 from browser_support import chromium_page, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser

@@ -1,12 +1,12 @@
 """Playwright in Debian Chromium: home → Products (deep link) → click a partner → Search a query → Categories
 charts; and an unreachable product image shows the placeholder quickly. Screenshots go to test-artifacts/."""
+
 from __future__ import annotations
 
 import time
 
 import pandas as pd
 import pytest
-
 from browser_support import chromium_page, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
@@ -38,8 +38,11 @@ def test_walk_home_products_search_categories(sample_kb_dir, sample_kb, tmp_path
         page.get_by_role("button", name="Open partner →").first.click()
         _wait_text(page, "Aviator Pilot Cap Adult Hat Brown with Buckle")
         page.wait_for_function("location.search.includes('asin=B00DGBVAOK')", timeout=30_000)
-        page.wait_for_function("document.querySelector('h2') && document.querySelector('h2').innerText"
-                               ".startsWith('Aviator Pilot Cap Adult Hat')", timeout=30_000)
+        page.wait_for_function(
+            "document.querySelector('h2') && document.querySelector('h2').innerText"
+            ".startsWith('Aviator Pilot Cap Adult Hat')",
+            timeout=30_000,
+        )
         page.wait_for_selector("button:has-text('Open partner')", timeout=30_000)
         screenshot(page, "pages-2-partner")
         body = page.inner_text("body")
@@ -53,8 +56,7 @@ def test_walk_home_products_search_categories(sample_kb_dir, sample_kb, tmp_path
         box.press("Enter")
         page.wait_for_selector("[data-testid=stDataFrame]", timeout=60_000)
         _wait_text(page, "Rows 1–25 of")
-        page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] td').length > 20",
-                               timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] td').length > 20", timeout=30_000)
         page.wait_for_selector("[data-testid=stNumberInput]", timeout=30_000)  # pagination
         page.wait_for_selector("[data-testid=stDownloadButton]", timeout=30_000)  # export
         cells = " ".join(_grid_cells(page))
@@ -81,14 +83,31 @@ def test_unreachable_image_shows_placeholder_quickly(tmp_path):
 
     inp = tmp_path / "in"
     inp.mkdir()
-    pd.DataFrame([{"asin": "IMGTEST001", "title": "Placeholder probe", "description": "d",
-                   "image_urls": ["http://127.0.0.1:9/x.jpg"], "category": "Test"},
-                  {"asin": "IMGTEST002", "title": "Partner probe", "description": "d",
-                   "image_urls": [], "category": "Test"}]
-                 ).to_json(inp / "products.jsonl", orient="records", lines=True)
-    pd.DataFrame([{"intention_id": "i1", "asin_a": "IMGTEST001", "asin_b": "IMGTEST002", "relation": "usedFor",
-                   "intention": "they are both used for testing", "verdict": "yes", "reason": "Yes."}]
-                 ).to_json(inp / "intentions.jsonl", orient="records", lines=True)
+    pd.DataFrame(
+        [
+            {
+                "asin": "IMGTEST001",
+                "title": "Placeholder probe",
+                "description": "d",
+                "image_urls": ["http://127.0.0.1:9/x.jpg"],
+                "category": "Test",
+            },
+            {"asin": "IMGTEST002", "title": "Partner probe", "description": "d", "image_urls": [], "category": "Test"},
+        ]
+    ).to_json(inp / "products.jsonl", orient="records", lines=True)
+    pd.DataFrame(
+        [
+            {
+                "intention_id": "i1",
+                "asin_a": "IMGTEST001",
+                "asin_b": "IMGTEST002",
+                "relation": "usedFor",
+                "intention": "they are both used for testing",
+                "verdict": "yes",
+                "reason": "Yes.",
+            }
+        ]
+    ).to_json(inp / "intentions.jsonl", orient="records", lines=True)
     kb_dir = tmp_path / "kb"
     build_kb([inp], kb_dir, progress=False, index_kind="flat")
     env = {"MIND_KB": str(kb_dir), "MIND_CACHE_DIR": str(tmp_path / "cache")}
@@ -98,8 +117,10 @@ def test_unreachable_image_shows_placeholder_quickly(tmp_path):
         page.wait_for_selector("button:has-text('Open partner')", timeout=30_000)
         t = time.perf_counter()
         page.get_by_role("button", name="Open partner →").click()  # same session: no page reload in the timing
-        page.wait_for_function("document.querySelector('h2') && document.querySelector('h2').innerText"
-                               ".startsWith('Placeholder probe')", timeout=30_000)
+        page.wait_for_function(
+            "document.querySelector('h2') && document.querySelector('h2').innerText.startsWith('Placeholder probe')",
+            timeout=30_000,
+        )
         _wait_text(page, "Image unavailable", 30_000)
         page.wait_for_selector("[data-testid=stImage] img", timeout=10_000)
         elapsed = time.perf_counter() - t

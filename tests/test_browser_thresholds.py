@@ -1,8 +1,8 @@
 """Playwright in Debian Chromium: the Filter thresholds page renders its charts and tables on the sample KB."""
+
 from __future__ import annotations
 
 import pytest
-
 from browser_support import chromium_page, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
@@ -17,8 +17,14 @@ def test_thresholds_page_in_chromium(sample_kb_dir):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000)
         page.wait_for_timeout(1500)  # let plotly finish drawing
         text = page.inner_text("body")
-        for expected in ("Filter thresholds", "Threshold A", "Threshold B", "Counts per relation",
-                         "The paper's rule, for reference", "1,487 of 3,397"):
+        for expected in (
+            "Filter thresholds",
+            "Threshold A",
+            "Threshold B",
+            "Counts per relation",
+            "The paper's rule, for reference",
+            "1,487 of 3,397",
+        ):
             assert expected in text, expected
         assert page.locator("[data-testid=stException]").count() == 0
         page.set_viewport_size({"width": 1400, "height": 4300})  # the app scrolls inside a container: show it all

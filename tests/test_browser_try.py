@@ -1,14 +1,14 @@
 """Playwright in Debian Chromium: Try a product with the fake OpenAI server (configured by environment variables):
 upload two generated PNGs with titles, run, see the results, save, find the saved row in Search; a corrupt upload
 gets its message. Screenshots go to test-artifacts/try-*.png."""
+
 from __future__ import annotations
 
 import io
 
 import pytest
-from PIL import Image, ImageDraw
-
 from browser_support import chromium_page, screenshot, streamlit_server
+from PIL import Image, ImageDraw
 
 pytestmark = pytest.mark.browser
 
@@ -34,8 +34,13 @@ def test_try_a_product_in_chromium(sample_kb_dir, fake_openai, tmp_path):
     Image.new("RGB", (50, 50), "green").save(buf, "PNG")
     corrupt.write_bytes(buf.getvalue()[:80])  # a PNG cut short
 
-    env = {"MIND_KB": str(sample_kb_dir), "MIND_CACHE_DIR": str(tmp_path / "cache"),
-           "MIND_USER_DATA": str(tmp_path / "user"), "MIND_BACKEND": "openai", "MIND_OPENAI_ENDPOINT": fake_openai.url}
+    env = {
+        "MIND_KB": str(sample_kb_dir),
+        "MIND_CACHE_DIR": str(tmp_path / "cache"),
+        "MIND_USER_DATA": str(tmp_path / "user"),
+        "MIND_BACKEND": "openai",
+        "MIND_OPENAI_ENDPOINT": fake_openai.url,
+    }
     with streamlit_server(env) as base, chromium_page() as page:
         page.goto(base, wait_until="domcontentloaded")
         page.get_by_role("link", name="Try a product").first.click(timeout=90_000)
@@ -57,8 +62,7 @@ def test_try_a_product_in_chromium(sample_kb_dir, fake_openai, tmp_path):
         uploads.nth(1).set_input_files(coaster)
         _wait_text(page, "coaster.png")
         try:
-            page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2",
-                                   timeout=30_000)
+            page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=30_000)
         finally:
             screenshot(page, "try-0b-uploaded")
         titles = page.get_by_label("Title (required)")
@@ -89,9 +93,10 @@ def test_try_a_product_in_chromium(sample_kb_dir, fake_openai, tmp_path):
         box.fill("outdoor")
         box.press("Enter")
         page.wait_for_selector("[data-testid=stDataFrame]", timeout=60_000)
-        page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] td').length > 3",
-                               timeout=30_000)
-        cells = " ".join(page.eval_on_selector_all("[data-testid=stDataFrame] td", "els => els.map(e => e.textContent)"))
+        page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] td').length > 3", timeout=30_000)
+        cells = " ".join(
+            page.eval_on_selector_all("[data-testid=stDataFrame] td", "els => els.map(e => e.textContent)")
+        )
         assert "Red ceramic mug" in cells and "Blue cork coaster" in cells and "usedFor" in cells
         screenshot(page, "try-3-search")
 
@@ -99,6 +104,7 @@ def test_try_a_product_in_chromium(sample_kb_dir, fake_openai, tmp_path):
         page.get_by_role("link", name="Try a product").first.click()
         _wait_text(page, "Images kept from before: mug.png", 60_000)
         _wait_text(page, "Results")
-        page.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === 'Red ceramic mug')",
-                               timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('input')].some(e => e.value === 'Red ceramic mug')", timeout=30_000
+        )
         screenshot(page, "try-4-back")

@@ -1,4 +1,5 @@
 """Chart data, selections, the embedding map and safe text display, against direct pandas computations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def test_selections_map_to_rows(sample_kb):
     lengths = charts.intention_lengths(df)
     data = charts.length_data(df, lengths=lengths)
     b = data[data["verdict"] == "filtered"].iloc[5]
-    rows = charts.rows_for_selection(df, "lengths", [{"customdata": [b.bin_left, b.bin_right],
-                                                      "legendgroup": "filtered"}], lengths=lengths)
+    rows = charts.rows_for_selection(
+        df, "lengths", [{"customdata": [b.bin_left, b.bin_right], "legendgroup": "filtered"}], lengths=lengths
+    )
     assert len(rows) == b["count"]
     assert charts.rows_for_selection(df, "map", [{"customdata": [7]}, {"customdata": [3]}]).tolist() == [3, 7]
     assert charts.rows_for_selection(df, "map", []) is None
@@ -80,8 +82,9 @@ def test_figures_have_the_data(sample_kb):
 
 def test_embedding_map(sample_kb):
     kw = search.keyword_index(sample_kb)
-    m = embedmap.build_map(sample_kb.embeddings, sample_kb.intentions["intention"], max_points=1500,
-                           n_clusters=8, keyword_index=kw)
+    m = embedmap.build_map(
+        sample_kb.embeddings, sample_kb.intentions["intention"], max_points=1500, n_clusters=8, keyword_index=kw
+    )
     assert len(m.rows) == 1500 == len(np.unique(m.rows)) and m.xy.shape == (1500, 2)
     assert len(m.labels) == 8 and m.explained[0] >= m.explained[1] > 0 and sum(m.explained) < 1
     # the sparse (indexed) top words equal the plain re-tokenising rule
@@ -94,8 +97,9 @@ def test_embedding_map(sample_kb):
     x = np.asarray(sample_kb.embeddings[m.rows], dtype=np.float64)
     var = np.var(x - x.mean(0), axis=0).sum()
     assert np.isclose(np.var(m.xy[:, 0]) / var, m.explained[0], rtol=1e-3)
-    again = embedmap.build_map(sample_kb.embeddings, sample_kb.intentions["intention"], max_points=1500,
-                               n_clusters=8, keyword_index=kw)
+    again = embedmap.build_map(
+        sample_kb.embeddings, sample_kb.intentions["intention"], max_points=1500, n_clusters=8, keyword_index=kw
+    )
     assert np.array_equal(again.cluster, m.cluster)  # seeded
 
 

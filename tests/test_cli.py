@@ -1,4 +1,5 @@
 """CLI end to end in a temp dir: build-kb (twice), search (text + --json), stats, export, errors."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def cli(*args, check=True, env=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "mind_core", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mind_core", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
     return proc

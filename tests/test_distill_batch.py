@@ -1,5 +1,6 @@
 """The resumable, sharded batch: `python -m mind_core distill` killed with SIGKILL and re-run, shards, error rows,
 atomic parts, and the output read back by the KB loader (what `build-kb --input DIR` uses)."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from test_pipeline import ScriptedBackend
 
 from mind_core.cli import main as cli_main
 from mind_core.distill import batch
@@ -23,7 +25,6 @@ from mind_core.distill.pipeline import DistillOptions
 from mind_core.loaders.amazon import load_amazon_metadata
 from mind_core.loaders.kb_files import load_inputs
 from mind_core.schema import INTENTION_COLUMNS, pair_id
-from test_pipeline import ScriptedBackend
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "amazon_meta_sample.json.gz"
@@ -47,8 +48,25 @@ def _kind(body: dict) -> str:
 
 
 def _distill_cmd(url: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mind_core", "distill", "--metadata", str(FIXTURE), "--out", str(out),
-            "--backend", "openai", "--endpoint", url, "--relations", RELS, "--no-images", "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "mind_core",
+        "distill",
+        "--metadata",
+        str(FIXTURE),
+        "--out",
+        str(out),
+        "--backend",
+        "openai",
+        "--endpoint",
+        url,
+        "--relations",
+        RELS,
+        "--no-images",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_sigkill_mid_run_then_resume_loses_and_redoes_nothing(tmp_path):
@@ -58,8 +76,12 @@ def test_sigkill_mid_run_then_resume_loses_and_redoes_nothing(tmp_path):
     meta = load_amazon_metadata(FIXTURE)
     total = len(meta.pairs) * 3
     with FakeOpenAIServer(latency_s=0.05) as srv:
-        proc = subprocess.Popen(_distill_cmd(srv.url, out, "--concurrency", "2", "--chunk-pairs", "2"),
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _distill_cmd(srv.url, out, "--concurrency", "2", "--chunk-pairs", "2"),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         while len(list((out / "intentions").glob("part-*.parquet"))) < 2:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -73,13 +95,16 @@ def test_sigkill_mid_run_then_resume_loses_and_redoes_nothing(tmp_path):
         time.sleep(0.2)  # requests already in flight reach the server before we count
         first = _rows(out)
         assert 0 < len(first) < total, "the kill should land mid-run"
-        described_before = sum(1 for r in batch.read_products(out).values()
-                               if r["asin"] in {a for a, p in meta.products.items() if not p.description}
-                               and r["description"])
+        described_before = sum(
+            1
+            for r in batch.read_products(out).values()
+            if r["asin"] in {a for a, p in meta.products.items() if not p.description} and r["description"]
+        )
         srv.reset_stats()
 
-        done = subprocess.run(_distill_cmd(srv.url, out, "--concurrency", "8"), cwd=REPO, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            _distill_cmd(srv.url, out, "--concurrency", "8"), cwd=REPO, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         kinds = [_kind(r["body"]) for r in srv.requests]
         rows = _rows(out)
@@ -108,8 +133,21 @@ def test_sigkill_mid_run_then_resume_loses_and_redoes_nothing(tmp_path):
 
 
 def test_three_shards_cover_all_pairs_exactly_once(tmp_path, fake_openai, capsys):
-    base = ["distill", "--metadata", str(FIXTURE), "--backend", "openai", "--endpoint", fake_openai.url,
-            "--relations", "usedFor", "--no-images", "--no-progress", "--concurrency", "4"]
+    base = [
+        "distill",
+        "--metadata",
+        str(FIXTURE),
+        "--backend",
+        "openai",
+        "--endpoint",
+        fake_openai.url,
+        "--relations",
+        "usedFor",
+        "--no-images",
+        "--no-progress",
+        "--concurrency",
+        "4",
+    ]
     assert cli_main(base + ["--out", str(tmp_path / "all")]) == 0
     for i in range(3):  # into one shared folder, as shards on several machines writing to shared storage
         assert cli_main(base + ["--out", str(tmp_path / "sharded"), "--shard", f"{i}/3"]) == 0
@@ -142,8 +180,9 @@ def test_failed_calls_go_to_state_and_are_retried(tmp_path):
     meta = load_amazon_metadata(FIXTURE)
     opts = DistillOptions(relations=["usedFor", "isA"], use_images=False)
     out = tmp_path / "run"
-    s1 = run_distill(meta.products, meta.pairs, out, ScriptedBackend(fail_relation="isA"), opts, max_pairs=6,
-                     progress=False)
+    s1 = run_distill(
+        meta.products, meta.pairs, out, ScriptedBackend(fail_relation="isA"), opts, max_pairs=6, progress=False
+    )
     assert s1.written == 6 and s1.errors == 6 and s1.remaining == 6
     errors = [json.loads(x) for x in (out / "_state" / "errors.jsonl").read_text().splitlines()]
     assert {(e["stage"], e["relation"]) for e in errors} == {("intention", "isA")}
@@ -171,8 +210,7 @@ def test_interrupted_part_write_leaves_nothing_visible(tmp_path, monkeypatch):
 
     monkeypatch.setattr(batch.pq, "write_table", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        run_distill(meta.products, meta.pairs, out, ScriptedBackend(), opts, max_pairs=9, chunk_pairs=3,
-                    progress=False)
+        run_distill(meta.products, meta.pairs, out, ScriptedBackend(), opts, max_pairs=9, chunk_pairs=3, progress=False)
     monkeypatch.setattr(batch.pq, "write_table", real)
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".part-*"))
     assert all(pq.read_table(p).num_rows for p in (out / "intentions").glob("*.parquet"))  # every part whole
@@ -184,10 +222,8 @@ def test_interrupted_part_write_leaves_nothing_visible(tmp_path, monkeypatch):
 def test_same_shard_cannot_run_twice_at_once(tmp_path):
     meta = load_amazon_metadata(FIXTURE)
     out = tmp_path / "run"
-    with batch._shard_lock(out / "_state", "s0of1"):
-        with pytest.raises(DistillError, match="another distill run"):
-            run_distill(meta.products, meta.pairs, out, ScriptedBackend(), DistillOptions(use_images=False),
-                        progress=False)
+    with batch._shard_lock(out / "_state", "s0of1"), pytest.raises(DistillError, match="another distill run"):
+        run_distill(meta.products, meta.pairs, out, ScriptedBackend(), DistillOptions(use_images=False), progress=False)
 
 
 class _ImageServer:
@@ -220,8 +256,13 @@ def test_images_fetched_missing_ones_recorded_or_pairs_skipped(tmp_path):
     srv = _ImageServer()
     try:
         lines = [
-            {"asin": "A1", "title": "Tent", "description": ["d"], "imageURLHighRes": [srv.base + "/ok/a.png"],
-             "also_buy": ["B1", "C1"]},
+            {
+                "asin": "A1",
+                "title": "Tent",
+                "description": ["d"],
+                "imageURLHighRes": [srv.base + "/ok/a.png"],
+                "also_buy": ["B1", "C1"],
+            },
             {"asin": "B1", "title": "Stove", "description": ["d"], "imageURLHighRes": [srv.base + "/ok/b.png"]},
             {"asin": "C1", "title": "Lamp", "description": ["d"], "imageURL": [srv.base + "/missing.png"]},
         ]
@@ -238,9 +279,14 @@ def test_images_fetched_missing_ones_recorded_or_pairs_skipped(tmp_path):
         assert fail["asin"] == "C1" and "HTTP 404" in fail["reason"]
         stacked = be.calls[0][0].images[0]
         assert stacked.size == (40, 30 + 20 + 30)
-        req = run_distill(meta.products, meta.pairs, tmp_path / "req", ScriptedBackend(),
-                          DistillOptions(relations=["usedFor"], image_cache_dir=tmp_path / "cache",
-                                         require_images=True), progress=False)
+        req = run_distill(
+            meta.products,
+            meta.pairs,
+            tmp_path / "req",
+            ScriptedBackend(),
+            DistillOptions(relations=["usedFor"], image_cache_dir=tmp_path / "cache", require_images=True),
+            progress=False,
+        )
         assert req.written == 1 and req.skipped_pairs == 1
         assert "C1" in (tmp_path / "req" / "_state" / "skipped.jsonl").read_text()
     finally:
@@ -249,8 +295,17 @@ def test_images_fetched_missing_ones_recorded_or_pairs_skipped(tmp_path):
 
 
 def test_cli_user_errors(tmp_path, capsys):
-    base = ["distill", "--metadata", str(FIXTURE), "--out", str(tmp_path / "o"), "--backend", "openai",
-            "--endpoint", "http://127.0.0.1:9/v1"]
+    base = [
+        "distill",
+        "--metadata",
+        str(FIXTURE),
+        "--out",
+        str(tmp_path / "o"),
+        "--backend",
+        "openai",
+        "--endpoint",
+        "http://127.0.0.1:9/v1",
+    ]
     assert cli_main(base + ["--shard", "3/3"]) == 2
     assert "0 <= i < n" in capsys.readouterr().err
     assert cli_main(base + ["--no-images", "--require-images"]) == 2
@@ -262,17 +317,37 @@ def test_cli_user_errors(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text('{"asin": "A", "title": "t"}\n{\'asin\': \'B\'}\n')
-    assert cli_main(["distill", "--metadata", str(bad), "--out", str(tmp_path / "o2"), "--backend", "openai",
-                     "--endpoint", "http://127.0.0.1:9/v1"]) == 2
+    assert (
+        cli_main(
+            [
+                "distill",
+                "--metadata",
+                str(bad),
+                "--out",
+                str(tmp_path / "o2"),
+                "--backend",
+                "openai",
+                "--endpoint",
+                "http://127.0.0.1:9/v1",
+            ]
+        )
+        == 2
+    )
     assert f"{bad}:2" in capsys.readouterr().err
 
 
 def test_rows_have_the_kb_columns(tmp_path):
     meta = load_amazon_metadata(FIXTURE)
     out = tmp_path / "o"
-    run_distill(meta.products, meta.pairs, out, ScriptedBackend(), DistillOptions(relations=["isA"],
-                                                                                  use_images=False),
-                max_pairs=3, progress=False)
+    run_distill(
+        meta.products,
+        meta.pairs,
+        out,
+        ScriptedBackend(),
+        DistillOptions(relations=["isA"], use_images=False),
+        max_pairs=3,
+        progress=False,
+    )
     part = next((out / "intentions").glob("*.parquet"))
     table = pq.read_table(part)
     assert tuple(table.column_names) == INTENTION_COLUMNS

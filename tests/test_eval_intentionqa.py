@@ -1,5 +1,6 @@
 """IntentionQA evaluation: loader errors, the benchmark's scoring rule, bootstrap, every method end to end on
 real vendored questions (LVLM methods against the fake OpenAI server), resume, CLI, and the dashboard page."""
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,19 @@ SHARED = Path(os.environ.get("MIND_INTENTIONQA_DIR", "/work/shared/data/intentio
 
 
 def record(qid: str, choices: list[str], answer: int, **extra) -> dict:
-    rec = {"id": qid, "task": "intention_understanding", "variant": "mixRelation",
-           "question": "A customer buys Red Tent and Blue Sleeping Bag. What is the most likely intention?",
-           "products": [{"asin": "A1", "title": "Red Tent"}, {"asin": "B1", "title": "Blue Sleeping Bag"}],
-           "choices": choices, "answer_index": answer, "relation": "all", "typicality": 0.7,
-           "item_a_id": "A1", "item_b_id": "B1"}
+    rec = {
+        "id": qid,
+        "task": "intention_understanding",
+        "variant": "mixRelation",
+        "question": "A customer buys Red Tent and Blue Sleeping Bag. What is the most likely intention?",
+        "products": [{"asin": "A1", "title": "Red Tent"}, {"asin": "B1", "title": "Blue Sleeping Bag"}],
+        "choices": choices,
+        "answer_index": answer,
+        "relation": "all",
+        "typicality": 0.7,
+        "item_a_id": "A1",
+        "item_b_id": "B1",
+    }
     rec.update(extra)
     return rec
 
@@ -38,29 +47,33 @@ def write_jsonl(path: Path, records: list) -> Path:
 
 # --- loader ------------------------------------------------------------------------------------------------------
 
+
 def test_loads_vendored_files():
     t1, t2, br = (iqa.load_questions(p) for p in (TASK1, TASK2, BYREL))
     assert len(t1) == len(t2) == len(br) == 60
-    assert {q.id for q in t1} == {q.id for q in t2}          # task 2 subset = same ids as task 1
+    assert {q.id for q in t1} == {q.id for q in t2}  # task 2 subset = same ids as task 1
     assert t1[0].task == "intention_understanding" and t2[0].task == "intention_utilization"
     assert sum(not q.scored for q in t1) == 4 and sum(not q.scored for q in br) == 6
-    assert any(len(set(q.choices)) < len(q.choices) for q in br)     # duplicated options present
+    assert any(len(set(q.choices)) < len(q.choices) for q in br)  # duplicated options present
     assert len({q.relation for q in br}) > 5
-    for a, b in zip(t1, t2):      # task 2's answer is task 1's item B
+    for a, b in zip(t1, t2):  # task 2's answer is task 1's item B
         assert (a.id, a.item_a_id, a.item_b_id) == (b.id, b.item_a_id, b.item_b_id)
         assert b.choices[b.answer_index] == a.products[1][1]
     assert iqa.load_questions(TASK1, limit=7)[-1].id == t1[6].id
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("{not json", "not valid JSON"),
-    ('["a list"]', "expected a JSON object"),
-    ("no_task", "field 'task' is missing"),
-    ("answer_out_of_range", "field 'answer_index': 4 is outside 0..3"),
-    ("letter_disagrees", "field 'answer_letter': 'B' disagrees"),
-    ("bad_typicality", "field 'typicality'"),
-    ("duplicate", "duplicate question id 'q1' (first on line 1)"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a list"]', "expected a JSON object"),
+        ("no_task", "field 'task' is missing"),
+        ("answer_out_of_range", "field 'answer_index': 4 is outside 0..3"),
+        ("letter_disagrees", "field 'answer_letter': 'B' disagrees"),
+        ("bad_typicality", "field 'typicality'"),
+        ("duplicate", "duplicate question id 'q1' (first on line 1)"),
+    ],
+)
 def test_loader_errors_name_file_and_line(tmp_path, bad, message):
     good = record("q1", ["w", "x", "y", "z"], 0)
     special = {
@@ -85,10 +98,23 @@ def test_prompt_is_built_like_upstream_when_missing(tmp_path):
 
 # --- scoring rule ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, letter", [
-    ("B", "B"), ("b", "B"), ("C.", "C"), (".D.", "D"), ("  a\n", "A"), ("B. because they ...", "B"),
-    ("", None), ("...", None), (None, None), ("Perhaps", "P"), ("Answer: B", "A"),
-])
+
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ("B", "B"),
+        ("b", "B"),
+        ("C.", "C"),
+        (".D.", "D"),
+        ("  a\n", "A"),
+        ("B. because they ...", "B"),
+        ("", None),
+        ("...", None),
+        (None, None),
+        ("Perhaps", "P"),
+        ("Answer: B", "A"),
+    ],
+)
 def test_parse_letter_like_the_benchmark(text, letter):
     assert iqa.parse_letter(text) == letter
 
@@ -96,17 +122,18 @@ def test_parse_letter_like_the_benchmark(text, letter):
 def test_scorer_hand_made_cases(tmp_path):
     recs = [
         record("four", ["w", "x", "y", "z"], 1),
-        record("three", ["w", "x", "y"], 0),                 # fewer than 4 options: skipped
+        record("three", ["w", "x", "y"], 0),  # fewer than 4 options: skipped
         record("dup", ["same", "gold", "same", "other"], 1),  # duplicated distractor text
         record("five", ["v", "w", "x", "y", "z"], 4),
         record("one", ["only"], 0),
     ]
     qs = {q.id: q for q in iqa.load_questions(write_jsonl(tmp_path / "q.jsonl", recs))}
     answers = {"four": "B.", "three": "A", "dup": "C", "five": "e", "one": "A"}
-    preds = [iqa.make_prediction(q, "lvlm", iqa.answer_letter_for(q, answers[q.id]), raw=answers[q.id])
-             for q in qs.values()]
+    preds = [
+        iqa.make_prediction(q, "lvlm", iqa.answer_letter_for(q, answers[q.id]), raw=answers[q.id]) for q in qs.values()
+    ]
     s = iqa.summarize(preds)
-    assert (s["n"], s["correct"], s["n_skipped_lt4"]) == (3, 2, 2)   # four ✓, dup ✗ (picked the copy), five ✓
+    assert (s["n"], s["correct"], s["n_skipped_lt4"]) == (3, 2, 2)  # four ✓, dup ✗ (picked the copy), five ✓
     assert s["accuracy"] == pytest.approx(2 / 3)
     by_id = {p.id: p for p in preds}
     assert by_id["three"].correct is None and not by_id["three"].scored
@@ -125,8 +152,10 @@ def test_scorer_hand_made_cases(tmp_path):
 
 
 def test_overlap_first_best_wins_ties_and_duplicates(tmp_path):
-    recs = [record("dup", ["a tent for camping", "for camping a tent", "blue sleeping bag", "x"], 2),
-            record("tie", ["red tent", "tent red", "kitchen", "car"], 1)]
+    recs = [
+        record("dup", ["a tent for camping", "for camping a tent", "blue sleeping bag", "x"], 2),
+        record("tie", ["red tent", "tent red", "kitchen", "car"], 1),
+    ]
     qs = iqa.load_questions(write_jsonl(tmp_path / "q.jsonl", recs))
     preds = iqa.run_overlap(qs)
     assert [p.letter for p in preds] == ["C", "A"]
@@ -137,7 +166,7 @@ def test_overlap_first_best_wins_ties_and_duplicates(tmp_path):
 def test_overlap_reproduces_the_reference_numbers_on_the_full_files():
     if not (SHARED / "task1.jsonl").exists():
         pytest.skip(f"full IntentionQA files not at {SHARED} (set MIND_INTENTIONQA_DIR)")
-    want = {"task1.jsonl": 0.524, "task1_byrelation.jsonl": 0.553, "task2.jsonl": 0.864}   # shared README
+    want = {"task1.jsonl": 0.524, "task1_byrelation.jsonl": 0.553, "task2.jsonl": 0.864}  # shared README
     for name, acc in want.items():
         s = iqa.evaluate(iqa.load_questions(SHARED / name), "overlap", n_boot=50).summary
         assert abs(s["accuracy"] - acc) < 0.005, (name, s["accuracy"])
@@ -148,7 +177,7 @@ def test_bootstrap_is_seeded_and_sane():
     a = iqa.bootstrap_ci(x, seed=7)
     assert a == iqa.bootstrap_ci(x, seed=7)
     assert a != iqa.bootstrap_ci(x, seed=8)
-    assert a[0] < x.mean() < a[1] and 0.03 < a[1] - a[0] < 0.12    # ~ ±1.96·sqrt(.24/500) = ±0.043
+    assert a[0] < x.mean() < a[1] and 0.03 < a[1] - a[0] < 0.12  # ~ ±1.96·sqrt(.24/500) = ±0.043
     assert iqa.bootstrap_ci([True] * 20) == (1.0, 1.0)
     qs = iqa.load_questions(TASK1)
     r1 = iqa.evaluate(qs, "overlap", seed=5).summary
@@ -158,18 +187,22 @@ def test_bootstrap_is_seeded_and_sane():
 
 
 def test_paired_difference(tmp_path):
-    qs = iqa.load_questions(write_jsonl(tmp_path / "q.jsonl", [record(f"q{i}", ["w", "x", "y", "z"], 0)
-                                                               for i in range(4)]))
-    base = [iqa.make_prediction(q, "embed", l) for q, l in zip(qs, "ABAB")]
-    other = [iqa.make_prediction(q, "embed+kb", l) for q, l in zip(qs, "AAAB")]
+    qs = iqa.load_questions(
+        write_jsonl(tmp_path / "q.jsonl", [record(f"q{i}", ["w", "x", "y", "z"], 0) for i in range(4)])
+    )
+    base = [iqa.make_prediction(q, "embed", letter) for q, letter in zip(qs, "ABAB")]
+    other = [iqa.make_prediction(q, "embed+kb", letter) for q, letter in zip(qs, "AAAB")]
     d = iqa.paired_difference(base, other, seed=1)
     assert (d["n"], d["diff"], d["only_other_right"], d["only_base_right"]) == (4, 0.25, 1, 0)
-    assert d == iqa.paired_difference(base, other, seed=1) and d["ci95"][0] == 0.0 and 0.25 < d["ci95"][1] <= 1.0   # no negative differences
+    assert (
+        d == iqa.paired_difference(base, other, seed=1) and d["ci95"][0] == 0.0 and 0.25 < d["ci95"][1] <= 1.0
+    )  # no negative differences
     dicts = [{"key": p.key, "scored": p.scored, "correct": p.correct} for p in other]
     assert iqa.paired_difference(base, dicts, seed=1) == d
 
 
 # --- methods end to end on 20 real questions ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def q20():
@@ -197,7 +230,7 @@ def test_embed_method(q20, vectors20):
     direct = emb.encode(list(q.choices)) @ emb.encode_one(q.question)
     assert np.allclose(p.scores, direct, atol=1e-4)
     assert p.letter == iqa.LETTERS[int(np.argmax(direct))]
-    assert r.summary["accuracy"] > 0.5     # chance is 0.25; a real encoder does far better on task 1
+    assert r.summary["accuracy"] > 0.5  # chance is 0.25; a real encoder does far better on task 1
 
 
 def test_embed_kb_method_scores_question_plus_weighted_knowledge(q20, vectors20, sample_kb):
@@ -226,9 +259,11 @@ def test_exclude_kb_pairs(sample_kb):
 
 def test_exclude_kb_pairs_ignores_order(tmp_path, sample_kb):
     row = sample_kb.intentions.iloc[0]
-    recs = [record("same", ["w", "x", "y", "z"], 0, item_a_id=row["asin_a"], item_b_id=row["asin_b"]),
-            record("swapped", ["w", "x", "y", "z"], 0, item_a_id=row["asin_b"], item_b_id=row["asin_a"]),
-            record("other", ["w", "x", "y", "z"], 0, item_a_id=row["asin_a"], item_b_id="NOT-IN-KB")]
+    recs = [
+        record("same", ["w", "x", "y", "z"], 0, item_a_id=row["asin_a"], item_b_id=row["asin_b"]),
+        record("swapped", ["w", "x", "y", "z"], 0, item_a_id=row["asin_b"], item_b_id=row["asin_a"]),
+        record("other", ["w", "x", "y", "z"], 0, item_a_id=row["asin_a"], item_b_id="NOT-IN-KB"),
+    ]
     qs = iqa.load_questions(write_jsonl(tmp_path / "q.jsonl", recs))
     kept, dropped = iqa.exclude_pairs(qs, sample_kb.intentions["pair_id"].unique())
     assert dropped == 2 and [q.id for q in kept] == ["other"]
@@ -248,7 +283,7 @@ def test_lvlm_method_against_fake_server(q20, fake_openai, openai_backend, tmp_p
     cache = iqa.AnswerCache(tmp_path / "answers.jsonl")
     r = iqa.evaluate(q20, "lvlm", backend=openai_backend, cache=cache)
     assert len(fake_openai.requests) == 20
-    sent = [req["body"]["messages"][-1]["content"] for req in fake_openai.requests]   # concurrent: any order
+    sent = [req["body"]["messages"][-1]["content"] for req in fake_openai.requests]  # concurrent: any order
     assert sorted(sent) == sorted(q.prompt_0shot for q in q20)
     assert {req["body"]["max_tokens"] for req in fake_openai.requests} == {10}
     scored = [q for q in q20 if q.scored]
@@ -267,11 +302,11 @@ def test_lvlm_resumes_after_a_kill_and_retries_errors(q20, fake_openai, openai_b
     path = tmp_path / "answers.jsonl"
     iqa.evaluate(q20[:12], "lvlm", backend=openai_backend, cache=iqa.AnswerCache(path), batch_size=4)
     with open(path, "a") as fh:
-        fh.write('{"cache_key": "torn')           # the process died mid-write
+        fh.write('{"cache_key": "torn')  # the process died mid-write
     fake_openai.reset_stats()
     fake_openai.set(mode="fail_500", fail_times=3)  # 3 calls fail: left out, counted, not cached
     r = iqa.evaluate(q20, "lvlm", backend=openai_backend, cache=iqa.AnswerCache(path), batch_size=4)
-    assert len(fake_openai.requests) == 8           # only the 8 unanswered questions were asked
+    assert len(fake_openai.requests) == 8  # only the 8 unanswered questions were asked
     assert r.summary["n_errors"] == 3 and sum(p.error is not None for p in r.predictions) == 3
     fake_openai.set(mode="normal")
     fake_openai.reset_stats()
@@ -291,28 +326,52 @@ def test_lvlm_unparsable_answers_are_wrong(q20, fake_openai, openai_backend):
 def test_lvlm_kb_puts_retrieved_intentions_in_the_prompt(q20, vectors20, sample_kb, fake_openai, openai_backend):
     r = iqa.evaluate(q20, "lvlm+kb", kb=sample_kb, k=3, vectors=vectors20, backend=openai_backend)
     assert len(fake_openai.requests) == 20 and r.k == 3
-    sent = [req["body"]["messages"][-1]["content"] for req in fake_openai.requests]   # concurrent: any order
+    sent = [req["body"]["messages"][-1]["content"] for req in fake_openai.requests]  # concurrent: any order
     prompt = next(t for t in sent if t.endswith(q20[0].prompt_0shot))
     p = r.predictions[0]
     assert prompt.startswith("Background knowledge") and all(t.startswith("Background knowledge") for t in sent)
     assert len(p.retrieved) == 3
     for hit in p.retrieved:
-        assert " ".join(hit["intention"].split()[:iqa.KB_INTENTION_WORDS]) in prompt
+        assert " ".join(hit["intention"].split()[: iqa.KB_INTENTION_WORDS]) in prompt
     assert p.letter in "ABCD" and p.raw == f"{p.letter}."
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------------
 
+
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mind_core", "eval", "intentionqa", *args], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mind_core", "eval", "intentionqa", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def test_cli_methods_exclusion_and_json(sample_kb_dir, tmp_path):
     out = tmp_path / "res.json"
-    proc = cli("--data", str(TASK2), "--kb", str(sample_kb_dir), "--method", "overlap", "--method", "embed+kb",
-               "--method", "embed",
-               "--k", "3", "--exclude-kb-pairs", "--limit", "20", "--json", str(out), "--no-progress")
+    proc = cli(
+        "--data",
+        str(TASK2),
+        "--kb",
+        str(sample_kb_dir),
+        "--method",
+        "overlap",
+        "--method",
+        "embed+kb",
+        "--method",
+        "embed",
+        "--k",
+        "3",
+        "--exclude-kb-pairs",
+        "--limit",
+        "20",
+        "--json",
+        str(out),
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "21 dropped because their pair is in the KB; evaluating 20" in proc.stderr
     assert "overlap" in proc.stdout and "embed+kb (k=3)" in proc.stdout
@@ -327,16 +386,29 @@ def test_cli_methods_exclusion_and_json(sample_kb_dir, tmp_path):
 
 def test_cli_lvlm_against_fake_server_resumes(fake_openai, tmp_path):
     answers = tmp_path / "answers.jsonl"
-    args = ("--data", str(TASK1), "--method", "lvlm", "--backend", "openai", "--endpoint", fake_openai.url,
-            "--limit", "10", "--answers", str(answers), "--no-progress")
+    args = (
+        "--data",
+        str(TASK1),
+        "--method",
+        "lvlm",
+        "--backend",
+        "openai",
+        "--endpoint",
+        fake_openai.url,
+        "--limit",
+        "10",
+        "--answers",
+        str(answers),
+        "--no-progress",
+    )
     proc = cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert "lvlm" in proc.stdout and "[openai:fake-vlm]" in proc.stdout
     assert len(answers.read_text().splitlines()) == 10 and len(fake_openai.requests) == 10
     again = cli(*args)
     assert again.returncode == 0, again.stderr
-    assert len(fake_openai.requests) == 10          # the second run asked nothing
-    assert again.stdout.split("  (")[0] == proc.stdout.split("  (")[0]     # same result line, timing aside
+    assert len(fake_openai.requests) == 10  # the second run asked nothing
+    assert again.stdout.split("  (")[0] == proc.stdout.split("  (")[0]  # same result line, timing aside
 
 
 def test_cli_user_errors(tmp_path):
@@ -352,6 +424,7 @@ def test_cli_user_errors(tmp_path):
 
 
 # --- dashboard page ----------------------------------------------------------------------------------------------
+
 
 def test_page_runs_methods_and_browses_questions(sample_kb_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest

@@ -1,4 +1,5 @@
 """mind_core.images: validation of untrusted images, normalisation, fetching with caches, pair stacking."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,15 @@ import pytest
 from PIL import Image
 
 from mind_core import images
-from mind_core.images import ImageError, fetch_first_image, fetch_image, open_image, pad_to_square, \
-    placeholder_image, stack_pair
+from mind_core.images import (
+    ImageError,
+    fetch_first_image,
+    fetch_image,
+    open_image,
+    pad_to_square,
+    placeholder_image,
+    stack_pair,
+)
 
 
 def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -25,13 +33,18 @@ def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:
 def _png_with_header(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims width x height but whose pixel data is a few bytes: decoding it would fail, so an
     error about the size proves the check ran on the header, before decoding."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 # --- open_image: bad input -------------------------------------------------------------------------------------
+
 
 def test_rejects_non_image_bytes():
     with pytest.raises(ImageError, match="not an image"):
@@ -89,6 +102,7 @@ def test_disallowed_format_rejected():
 
 
 # --- open_image: normalisation ---------------------------------------------------------------------------------
+
 
 def test_cmyk_becomes_rgb():
     cmyk = Image.new("CMYK", (10, 10), (0, 255, 255, 0))  # pure red in CMYK
@@ -165,6 +179,7 @@ def test_accepts_path_and_str(tmp_path):
 
 # --- compose ---------------------------------------------------------------------------------------------------
 
+
 def test_stack_pair_layout():
     a = Image.new("RGB", (100, 50), (255, 0, 0))
     b = Image.new("RGB", (60, 40), (0, 0, 255))
@@ -208,6 +223,7 @@ def test_placeholder_is_grey_with_content():
 
 
 # --- fetch -----------------------------------------------------------------------------------------------------
+
 
 class _Server:
     def __init__(self):
@@ -274,8 +290,9 @@ def test_fetch_failures_are_negatively_cached_with_reason(server, tmp_path):
 
 
 def test_fetch_first_image_falls_through_to_a_good_url(server, tmp_path):
-    img, reason = fetch_first_image([server.base + "/nope1", "ftp://x/y.png", server.base + "/good2.png"],
-                                    cache_dir=tmp_path)
+    img, reason = fetch_first_image(
+        [server.base + "/nope1", "ftp://x/y.png", server.base + "/good2.png"], cache_dir=tmp_path
+    )
     assert img is not None and reason is None
     assert fetch_first_image([], cache_dir=tmp_path) == (None, "no image URL")
 

@@ -1,4 +1,5 @@
 """FAISS index kinds, save/load (memory-mapped) round trip, auto rule, filtered search."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +36,7 @@ def test_save_load_mmap_round_trip(tmp_path, kind):
     assert loaded.ntotal == 4000
     spec = choose_spec(kind, len(x))
     from mind_core.index import apply_search_params
+
     apply_search_params(loaded, spec.search_params)
     s1, i1 = search(index, x[:20], 5)
     s2, i2 = search(loaded, x[:20], 5)

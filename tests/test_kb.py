@@ -1,4 +1,5 @@
 """KB build on the vendored sample, queries, stats, export, search quality, idempotent rebuilds."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,7 @@ from mind_core.kb import KBError, KnowledgeBase, StaleIndexError, build_kb, expo
 
 def test_sample_kb_counts_match_data_readme(sample_kb):
     c = sample_kb.counts()
-    assert c == {"intentions": 3397, "products": 5472, "pairs": 2974, "kept": 1487, "filtered": 1910,
-                 "relations": 20}
+    assert c == {"intentions": 3397, "products": 5472, "pairs": 2974, "kept": 1487, "filtered": 1910, "relations": 20}
     m = sample_kb.manifest
     assert m["index_factory"] == "Flat" and m["embed_dim"] == 384 and m["embed_model"] == "all-MiniLM-L6-v2"
     assert m["counts"]["intentions"] == 3397 and len(m["inputs"]) == 2
@@ -57,12 +57,15 @@ def test_exact_text_search_returns_that_intention_first(sample_kb):
     assert one.iloc[0]["intention_id"] == recs.iloc[0]["intention_id"]
 
 
-@pytest.mark.parametrize("query, relation, min_relation_hits, word", [
-    # MiniLM retrieves by topic first; relation wording pulls the relation in when the topic carries it
-    ("the two products are both made of leather", "madeOf", 3, "leather"),
-    ("both are symbols of love and romance", "symbolOf", 2, "valentine"),
-    ("shoppers want to stay warm when it is cold outside", None, 0, "warm"),
-])
+@pytest.mark.parametrize(
+    "query, relation, min_relation_hits, word",
+    [
+        # MiniLM retrieves by topic first; relation wording pulls the relation in when the topic carries it
+        ("the two products are both made of leather", "madeOf", 3, "leather"),
+        ("both are symbols of love and romance", "symbolOf", 2, "valentine"),
+        ("shoppers want to stay warm when it is cold outside", None, 0, "warm"),
+    ],
+)
 def test_paraphrased_queries_find_relevant_intentions(sample_kb, query, relation, min_relation_hits, word):
     hits = sample_kb.search(query, k=10)
     texts = " ".join(hits["intention"]).lower()
@@ -102,14 +105,26 @@ def test_rebuild_is_noop_then_detects_changes(small_input_dir, tmp_path):
     assert again.status == "unchanged"
     # changed input -> rebuilt with the reason
     with open(inp / "intentions.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"intention_id": "extra-1", "asin_a": "X1", "asin_b": "X2", "relation": "isA",
-                             "intention": "they both are a type of umbrella"}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "intention_id": "extra-1",
+                    "asin_a": "X1",
+                    "asin_b": "X2",
+                    "relation": "isA",
+                    "intention": "they both are a type of umbrella",
+                }
+            )
+            + "\n"
+        )
     third = build_kb([inp], out, progress=False)
     assert third.status == "built" and third.reason == "input files changed"
     assert third.manifest["counts"]["intentions"] == 121
     # changed index kind -> rebuilt
     fourth = build_kb([inp], out, index_kind="hnsw", progress=False)
-    assert fourth.status == "built" and "index_request" in fourth.reason and fourth.manifest["index_factory"] == "HNSW32"
+    assert (
+        fourth.status == "built" and "index_request" in fourth.reason and fourth.manifest["index_factory"] == "HNSW32"
+    )
     kb = KnowledgeBase(out)
     assert kb.search("umbrella", k=1).iloc[0]["intention_id"] == "extra-1"
 

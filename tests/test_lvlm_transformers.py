@@ -1,5 +1,6 @@
 """The transformers backend through its real code path (AutoProcessor + AutoModelForImageTextToText) on a tiny random
 LLaVA built from configs (tests/doubles/tiny_llava.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -83,18 +84,20 @@ def test_prefill_is_appended_after_the_generation_prompt_and_continued(backend):
     # same continuation as calling the model directly on the prefixed prompt
     _, inputs = _manual_first_token_probs(backend, req)
     with torch.no_grad():
-        seq = backend.hf_model.generate(**inputs, max_new_tokens=6, do_sample=False,
-                                        pad_token_id=backend.tokenizer.pad_token_id)
-    expected = backend.tokenizer.decode(seq[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        seq = backend.hf_model.generate(
+            **inputs, max_new_tokens=6, do_sample=False, pad_token_id=backend.tokenizer.pad_token_id
+        )
+    expected = backend.tokenizer.decode(seq[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
     assert resp.text == expected
     assert answer_text(req, resp).startswith(OPENING)
 
 
 def test_p_yes_matches_the_first_token_logits(backend):
-    reqs = [LVLMRequest(prompt="Would you buy both? Answer Yes or No.", want_yes_prob=True, images=[_img("red")]),
-            LVLMRequest(prompt="Yes or No: a short one?", want_yes_prob=True),
-            LVLMRequest(prompt="Would you buy both products at the same time? Be critical. Yes or No.",
-                        want_yes_prob=True)]
+    reqs = [
+        LVLMRequest(prompt="Would you buy both? Answer Yes or No.", want_yes_prob=True, images=[_img("red")]),
+        LVLMRequest(prompt="Yes or No: a short one?", want_yes_prob=True),
+        LVLMRequest(prompt="Would you buy both products at the same time? Be critical. Yes or No.", want_yes_prob=True),
+    ]
     out = backend.generate(reqs, GREEDY)  # the two text-only ones share a left-padded batch
     yes_ids, no_ids = _first_ids(backend.tokenizer, YES_VARIANTS), _first_ids(backend.tokenizer, NO_VARIANTS)
     assert sorted(backend.yes_ids) == yes_ids and sorted(backend.no_ids) == no_ids
@@ -110,9 +113,10 @@ def test_p_yes_matches_the_first_token_logits(backend):
 
 
 def test_batching_does_not_change_results(tiny_llava_dir, backend):
-    reqs = [LVLMRequest(prompt="Short?", want_yes_prob=True),
-            LVLMRequest(prompt="A much longer question about two products bought together, yes or no?",
-                        want_yes_prob=True)]
+    reqs = [
+        LVLMRequest(prompt="Short?", want_yes_prob=True),
+        LVLMRequest(prompt="A much longer question about two products bought together, yes or no?", want_yes_prob=True),
+    ]
     batched = backend.generate(reqs, GREEDY)
     single = make_backend("transformers", model=str(tiny_llava_dir), batch_size=1).generate(reqs, GREEDY)
     for a, b in zip(batched, single):

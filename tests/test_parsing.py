@@ -1,4 +1,5 @@
 """mind_core.distill.parsing on hand-made answers and on every real answer of the vendored MIND sample."""
+
 from __future__ import annotations
 
 import json
@@ -10,20 +11,30 @@ from mind_core.distill.parsing import join_prefill, parse_filter, parse_intentio
 from mind_core.distill.prompts import MAX_INTENTION_WORDS, intention_opening
 from mind_core.paths import SAMPLE_DATA_DIR
 
-SAMPLE = next((p for p in (SAMPLE_DATA_DIR, Path(__file__).resolve().parents[2] / "shared/data/mind_sample")
-               if (p / "intentions.jsonl").exists()), None)
+SAMPLE = next(
+    (
+        p
+        for p in (SAMPLE_DATA_DIR, Path(__file__).resolve().parents[2] / "shared/data/mind_sample")
+        if (p / "intentions.jsonl").exists()
+    ),
+    None,
+)
 
 
 # --- intentions ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "The potential co-buy intention could be they are both used for hiking in cold weather.",
-    "the potential co-buy intention could be  they are both used for\nhiking in cold weather.",
-    "The potential co-buy intention for these two products could be that they are both used for hiking.",
-    "The potential co-buy intention for people purchasing the U.S. Polo Assn. watch could be a gift.",
-    "They are both used for hiking in cold weather.",
-    "The potential co-buy intention for these two products is that they are both dancewear items.",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The potential co-buy intention could be they are both used for hiking in cold weather.",
+        "the potential co-buy intention could be  they are both used for\nhiking in cold weather.",
+        "The potential co-buy intention for these two products could be that they are both used for hiking.",
+        "The potential co-buy intention for people purchasing the U.S. Polo Assn. watch could be a gift.",
+        "They are both used for hiking in cold weather.",
+        "The potential co-buy intention for these two products is that they are both dancewear items.",
+    ],
+)
 def test_accepted_openings(text):
     clean, flags = parse_intention(text, "usedFor")
     assert flags == []
@@ -60,8 +71,10 @@ def test_empty_answer_is_flagged():
 
 
 def test_chat_artefacts_stripped():
-    raw = ("ASSISTANT: The potential co-buy intention could be they are both used for camping.</s>"
-           "<|im_end|>\nUSER: and now?")
+    raw = (
+        "ASSISTANT: The potential co-buy intention could be they are both used for camping.</s>"
+        "<|im_end|>\nUSER: and now?"
+    )
     clean, flags = parse_intention(raw, "usedFor")
     assert clean == "The potential co-buy intention could be they are both used for camping."
     assert flags == []
@@ -77,33 +90,40 @@ def test_join_prefill():
     assert join_prefill(opening, f"{opening} camping.") == f"{opening} camping."
     lead = "The potential co-buy intention for these two products could be that they hike."
     assert join_prefill(opening, lead) == lead
-    assert join_prefill(opening, "they are both used for camping.") == \
-        "The potential co-buy intention could be they are both used for camping."
+    assert (
+        join_prefill(opening, "they are both used for camping.")
+        == "The potential co-buy intention could be they are both used for camping."
+    )
     assert join_prefill(opening, "") == opening
     assert join_prefill("", "free text") == "free text"
 
 
 # --- filter ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, verdict", [
-    ("Yes, the intention would encourage me to buy both.", "yes"),
-    ("No.\n\nWhile both are hats, I would buy one.", "no"),
-    ("Yes", "yes"),
-    ("No", "no"),
-    ("  yes.", "yes"),
-    ("NO - they are unrelated", "no"),
-    ("**Yes**, because ...", "yes"),
-    ("Answer: No, not together.", "no"),
-    ("Yes.</s>", "yes"),
-])
+
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        ("Yes, the intention would encourage me to buy both.", "yes"),
+        ("No.\n\nWhile both are hats, I would buy one.", "no"),
+        ("Yes", "yes"),
+        ("No", "no"),
+        ("  yes.", "yes"),
+        ("NO - they are unrelated", "no"),
+        ("**Yes**, because ...", "yes"),
+        ("Answer: No, not together.", "no"),
+        ("Yes.</s>", "yes"),
+    ],
+)
 def test_filter_verdicts(text, verdict):
     v, reason = parse_filter(text)
     assert v == verdict
     assert reason and reason.lower().lstrip("*").startswith(verdict)
 
 
-@pytest.mark.parametrize("text", ["Perhaps. It depends.", "Yesterday I bought one.", "None of them.",
-                                  "Not really.", "", "I think yes."])
+@pytest.mark.parametrize(
+    "text", ["Perhaps. It depends.", "Yesterday I bought one.", "None of them.", "Not really.", "", "I think yes."]
+)
 def test_filter_unparsed_keeps_raw_text(text):
     v, reason = parse_filter(text)
     assert v is None
@@ -111,6 +131,7 @@ def test_filter_unparsed_keeps_raw_text(text):
 
 
 # --- the real MIND sample --------------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(SAMPLE is None, reason="vendored MIND sample not found")
 def test_every_real_sample_answer_parses():

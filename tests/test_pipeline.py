@@ -1,5 +1,6 @@
 """mind_core.distill.pipeline: the three stages for one pair (events, cancel, images) and for many (batched);
 end to end through the tiny LLaVA model (real transformers path) and the fake OpenAI server."""
+
 from __future__ import annotations
 
 import re
@@ -59,8 +60,18 @@ def _kinds(events):
 def test_single_pair_events_rows_and_counts():
     be = ScriptedBackend()
     events = list(iter_pair(HAT, GLOVES, be, NO_NET))
-    assert _kinds(events) == ["start", "image", "image", "describe", "stacked", "intention", "intention",
-                              "filter", "filter", "done"]
+    assert _kinds(events) == [
+        "start",
+        "image",
+        "image",
+        "describe",
+        "stacked",
+        "intention",
+        "intention",
+        "filter",
+        "filter",
+        "done",
+    ]
     assert events[0].total == 1 + 2 * 2
     assert [e.done for e in events if e.kind in ("describe", "intention", "filter")] == [1, 2, 3, 4, 5]
     assert events[3].asin == "B002" and events[3].text.startswith("Stretchy gloves")
@@ -113,27 +124,39 @@ def test_images_stacked_and_flags():
     a_img = Image.new("RGB", (80, 40), (255, 0, 0))
     b_img = Image.new("RGB", (40, 40), (0, 0, 255))
     be = ScriptedBackend()
-    events = list(iter_pair(HAT, SCARF, be, DistillOptions(relations=["usedFor"]),
-                            images={"B001": a_img, "B003": b_img}))
+    events = list(
+        iter_pair(HAT, SCARF, be, DistillOptions(relations=["usedFor"]), images={"B001": a_img, "B003": b_img})
+    )
     stacked = next(e.image for e in events if e.kind == "stacked")
     assert stacked.size == (80, 40 + 20 + 40)
     assert all(req.images == [stacked] for c in be.calls for req in c)  # stages 2 and 3 see the stacked image
     assert events[-1].result.rows[0]["flags"] == ""
     # one image missing: a placeholder takes its half, the row says so
-    res = run_pair(HAT, SCARF, ScriptedBackend(), DistillOptions(relations=["usedFor"]),
-                   images={"B001": a_img, "B003": None})
+    res = run_pair(
+        HAT, SCARF, ScriptedBackend(), DistillOptions(relations=["usedFor"]), images={"B001": a_img, "B003": None}
+    )
     assert res.image_failures == {"B003": "no image given"} and res.stacked is not None
     assert res.rows[0]["flags"] == "one_image"
     # a text-only backend flags every row even with images
-    res = run_pair(HAT, SCARF, ScriptedBackend(text_only=True), DistillOptions(relations=["usedFor"]),
-                   images={"B001": a_img, "B003": b_img})
+    res = run_pair(
+        HAT,
+        SCARF,
+        ScriptedBackend(text_only=True),
+        DistillOptions(relations=["usedFor"]),
+        images={"B001": a_img, "B003": b_img},
+    )
     assert res.rows[0]["flags"] == "text_only"
 
 
 def test_require_images_stops_before_any_call():
     be = ScriptedBackend()
-    res = run_pair(HAT, SCARF, be, DistillOptions(relations=["usedFor"], require_images=True),
-                   images={"B001": Image.new("RGB", (8, 8)), "B003": None})
+    res = run_pair(
+        HAT,
+        SCARF,
+        be,
+        DistillOptions(relations=["usedFor"], require_images=True),
+        images={"B001": Image.new("RGB", (8, 8)), "B003": None},
+    )
     assert be.calls == [] and res.rows == [] and "B003" in res.fatal_error
     res = run_pair(HAT, SCARF, be, DistillOptions(relations=["usedFor"], require_images=True, use_images=False))
     assert be.calls == [] and "B001" in res.fatal_error and "B003" in res.fatal_error
@@ -163,8 +186,7 @@ def test_many_pairs_one_generate_call_per_stage():
     be = ScriptedBackend()
     pairs = [(HAT, GLOVES), (HAT, SCARF), (SCARF, GLOVES)]
     saved = {}
-    res = run_pairs(pairs, be, NO_NET, done={(pair_id("B001", "B003"), "usedFor")},
-                    on_descriptions=saved.update)
+    res = run_pairs(pairs, be, NO_NET, done={(pair_id("B001", "B003"), "usedFor")}, on_descriptions=saved.update)
     assert [len(c) for c in be.calls] == [1, 5, 5]  # describe GLOVES once; 3x2-1 intentions; their filters
     assert saved == res.descriptions == {"B002": "Stretchy gloves with conductive fingertips for phones."}
     keys = [(r["pair_id"], r["relation"]) for r in res.rows]
@@ -185,6 +207,7 @@ def test_many_pairs_errors_are_collected_not_written():
 
 # --- end to end through the real backends' code paths ---------------------------------------------------------
 
+
 def test_each_stage_through_the_tiny_llava(tiny_llava_dir):
     from mind_core.lvlm import make_backend
 
@@ -203,8 +226,13 @@ def test_each_stage_through_the_tiny_llava(tiny_llava_dir):
             assert r["p_yes"] is not None and 0.0 <= r["p_yes"] <= 1.0  # from the first-token logits
             assert r["source"] == f"distilled:transformers:{be.model}"
         # many pairs: the same model, batched per stage
-        chunk = run_pairs([(HAT, GLOVES), (HAT, SCARF)], be, DistillOptions(
-            relations=["usedFor"], use_images=False, params=GenParams(do_sample=False, max_new_tokens=4)))
+        chunk = run_pairs(
+            [(HAT, GLOVES), (HAT, SCARF)],
+            be,
+            DistillOptions(
+                relations=["usedFor"], use_images=False, params=GenParams(do_sample=False, max_new_tokens=4)
+            ),
+        )
         assert len(chunk.rows) == 2 and all("text_only" in r["flags"].split(",") for r in chunk.rows)
     finally:
         be.close()
@@ -216,16 +244,30 @@ def test_single_pair_through_the_fake_openai_server(fake_openai):
     be = make_backend("openai", endpoint=fake_openai.url, concurrency=4)
     try:
         img = Image.new("RGB", (32, 32), (0, 160, 0))
-        res = run_pair(HAT, GLOVES, be, DistillOptions(relations=["usedFor", "isA", "cause"]),
-                       images={"B001": img, "B002": img}, calls_per_generate=3)
+        res = run_pair(
+            HAT,
+            GLOVES,
+            be,
+            DistillOptions(relations=["usedFor", "isA", "cause"]),
+            images={"B001": img, "B002": img},
+            calls_per_generate=3,
+        )
     finally:
         be.close()
     assert len(res.rows) == 3 and not res.errors
     for r in res.rows:
         assert r["intention"].startswith(intention_opening(r["relation"])) and r["flags"] == ""
-        assert r["verdict"] in ("yes", "no") and r["p_yes"] == pytest.approx(0.8 / 0.95 if r["verdict"] == "yes"
-                                                                             else 0.15 / 0.95)
+        assert r["verdict"] in ("yes", "no") and r["p_yes"] == pytest.approx(
+            0.8 / 0.95 if r["verdict"] == "yes" else 0.15 / 0.95
+        )
     bodies = [q["body"] for q in fake_openai.requests]
     assert len(bodies) == 1 + 3 + 3
-    assert all(any(p.get("type") == "image_url" for m in b["messages"] if isinstance(m.get("content"), list)
-                   for p in m["content"]) for b in bodies)
+    assert all(
+        any(
+            p.get("type") == "image_url"
+            for m in b["messages"]
+            if isinstance(m.get("content"), list)
+            for p in m["content"]
+        )
+        for b in bodies
+    )

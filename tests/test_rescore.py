@@ -1,5 +1,6 @@
 """`python -m mind_core rescore` against the fake OpenAI server: slice, P(yes) merged into KnowledgeBase.scores,
 re-run idempotence, SIGKILL mid-run + resume (nothing redone, nothing lost), CLI errors."""
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,18 @@ def small_kb(small_kb_master, tmp_path) -> Path:
 
 
 def _cmd(url: str, kb: Path, *extra: str) -> list[str]:
-    return ["rescore", "--kb", str(kb), "--backend", "openai", "--endpoint", url, "--no-images", "--no-progress",
-            *extra]
+    return [
+        "rescore",
+        "--kb",
+        str(kb),
+        "--backend",
+        "openai",
+        "--endpoint",
+        url,
+        "--no-images",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_rescore_slice_is_merged_and_rerun_does_nothing(small_kb, fake_openai, capsys):
@@ -75,8 +86,12 @@ def test_sigkill_mid_run_then_resume(small_kb):
     kb = KnowledgeBase(small_kb)
     total = 40
     want = set(kb.intentions["intention_id"].head(total))
-    cmd = [sys.executable, "-m", "mind_core", *_cmd("URL", small_kb, "--limit", str(total), "--chunk-rows", "4",
-                                                    "--concurrency", "2")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mind_core",
+        *_cmd("URL", small_kb, "--limit", str(total), "--chunk-rows", "4", "--concurrency", "2"),
+    ]
     with FakeOpenAIServer(latency_s=0.05) as srv:
         cmd[cmd.index("URL")] = srv.url
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -99,8 +114,10 @@ def test_sigkill_mid_run_then_resume(small_kb):
         assert srv.stats()["requests"] == total - len(first)
     parts = pd.concat(pd.read_parquet(p) for p in sorted((small_kb / "rescore").glob("*/part-*.parquet")))
     assert len(parts) == total and set(parts["intention_id"]) == want
-    assert parts.set_index("intention_id").loc[first["intention_id"], "created_at"].tolist() == \
-        first["created_at"].tolist()  # rows written before the kill were kept as they were
+    assert (
+        parts.set_index("intention_id").loc[first["intention_id"], "created_at"].tolist()
+        == first["created_at"].tolist()
+    )  # rows written before the kill were kept as they were
     assert not list(small_kb.rglob("*.tmp"))
 
 

@@ -1,5 +1,6 @@
 """Filter scores: threshold metrics on small hand-computed cases, histograms = row-level metrics, build-time
 scores (range, row alignment, manifest artifact, staleness)."""
+
 from __future__ import annotations
 
 import json
@@ -81,6 +82,7 @@ def test_flips_between_two_thresholds():
 
 # --- histograms ------------------------------------------------------------------------------------------------
 
+
 def test_histogram_counts_equal_row_level_metrics_at_every_edge():
     rng = np.random.default_rng(0)
     n = 2000
@@ -113,6 +115,7 @@ def test_histogram_of_probabilities_spans_zero_to_one():
 
 
 # --- build-time scores -----------------------------------------------------------------------------------------
+
 
 def test_scores_at_build_time_are_row_aligned_cosines(sample_kb, sample_kb_dir):
     sc = sample_kb.scores

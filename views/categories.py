@@ -1,6 +1,7 @@
 """Categories: the paper's intention categories (the 20 relation types) and product categories, as interactive
 charts. Selecting bars, heatmap cells or map points filters the table of intentions below (selections on several
 charts intersect)."""
+
 import numpy as np
 import streamlit as st
 
@@ -49,9 +50,11 @@ def emb_map(_kb, kb_key: str):
 
 rel = relation_data(kb, kb_key)
 c = kb.counts()
-st.caption(f"{c['intentions']:,} intentions · {len(rel)} relation types · "
-           f"kept rate {c['kept'] / max(1, c['kept'] + c['filtered']):.1%} overall. "
-           "Click or box/lasso-select marks to filter the table at the bottom.")
+st.caption(
+    f"{c['intentions']:,} intentions · {len(rel)} relation types · "
+    f"kept rate {c['kept'] / max(1, c['kept'] + c['filtered']):.1%} overall. "
+    "Click or box/lasso-select marks to filter the table at the bottom."
+)
 
 selections: dict[str, np.ndarray] = {}
 
@@ -70,21 +73,37 @@ with left:
 with right:
     chart(charts.fig_kept_rate(rel), "kept_rate_chart", "kept_rate")
 
-by = st.radio("Heatmap rows", ["intention", "product"], horizontal=True, key="heat_by",
-              format_func={"intention": "intention category", "product": "product category (product A)"}.get)
-chart(charts.fig_heatmap(heat_data(kb, kb_key, by), f"{'Intention' if by == 'intention' else 'Product'} "
-                         "category × relation"), f"heatmap_{by}", "heatmap", category=heat_category(kb, kb_key, by))
+by = st.radio(
+    "Heatmap rows",
+    ["intention", "product"],
+    horizontal=True,
+    key="heat_by",
+    format_func={"intention": "intention category", "product": "product category (product A)"}.get,
+)
+chart(
+    charts.fig_heatmap(
+        heat_data(kb, kb_key, by), f"{'Intention' if by == 'intention' else 'Product'} category × relation"
+    ),
+    f"heatmap_{by}",
+    "heatmap",
+    category=heat_category(kb, kb_key, by),
+)
 chart(charts.fig_lengths(length_data(kb, kb_key)), "lengths_chart", "lengths", lengths=lengths(kb, kb_key))
 
 if kb.manifest.get("embed_dim") and (kb.path / "embeddings.npy").exists():
     m = emb_map(kb, kb_key)
     color_by = st.radio("Colour the map by", ["topic cluster", "relation"], horizontal=True, key="map_color")
-    color = (np.asarray(m.labels, dtype=object)[m.cluster] if color_by == "topic cluster"
-             else kb.intentions["relation"].astype(object).to_numpy()[m.rows])
+    color = (
+        np.asarray(m.labels, dtype=object)[m.cluster]
+        if color_by == "topic cluster"
+        else kb.intentions["relation"].astype(object).to_numpy()[m.rows]
+    )
     hover = [hover_escape(t) for t in kb.intentions["intention"].iloc[m.rows]]
     chart(embedmap.fig_map(m, color, color_by, hover), "map_chart", "map")
-    st.caption("Topic clusters: FAISS spherical k-means (12) on the sampled embeddings, labelled by class-based "
-               "TF-IDF top words; axes: PCA of the same sample.")
+    st.caption(
+        "Topic clusters: FAISS spherical k-means (12) on the sampled embeddings, labelled by class-based "
+        "TF-IDF top words; axes: PCA of the same sample."
+    )
 else:
     st.info("This KB has no embeddings.npy, so there is no embedding map. Rebuild it with build-kb --force.")
 
@@ -93,12 +112,19 @@ if selections:
     rows = None
     for r in selections.values():
         rows = r if rows is None else np.intersect1d(rows, r)
-    st.caption(f"Selection in {', '.join(k.replace('_chart', '') for k in selections)}: {len(rows):,} intentions "
-               "(first 500 shown).")
+    st.caption(
+        f"Selection in {', '.join(k.replace('_chart', '') for k in selections)}: {len(rows):,} intentions "
+        "(first 500 shown)."
+    )
     subset = kb.intentions.iloc[rows[:500]]
 else:
     st.caption("Nothing selected: the first 500 intentions of the KB.")
     subset = kb.intentions.iloc[:500]
 table = results_table(subset.assign(score=np.nan), kb.products["title"]).drop(columns=["score"])
-st.dataframe(table, hide_index=True, width="stretch", key="category_rows",
-             column_config={"intention": st.column_config.TextColumn(width="large")})
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    key="category_rows",
+    column_config={"intention": st.column_config.TextColumn(width="large")},
+)

@@ -1,4 +1,5 @@
 """Home: what is loaded, and where to go next."""
+
 import streamlit as st
 
 from mind_core import ui
@@ -20,8 +21,10 @@ if kb is not None:
     cols[3].metric("Kept by the filter", f"{c['kept']:,}")
     cols[4].metric("Relation types", f"{c['relations']:,}")
     m = kb.manifest
-    st.caption(f"KB folder `{kb.path}` · built {m['built_at']} · embeddings `{m['embed_model']}` ({m['embed_dim']}-d) · "
-               f"FAISS `{m['index_factory']}`")
+    st.caption(
+        f"KB folder `{kb.path}` · built {m['built_at']} · embeddings `{m['embed_model']}` ({m['embed_dim']}-d) · "
+        f"FAISS `{m['index_factory']}`"
+    )
     st.subheader("Intentions per relation")
     st.dataframe(kb.stats_by_relation(), hide_index=True, width="stretch")
 

@@ -2,6 +2,7 @@
 
 Deep link: ``/products?asin=<ASIN>``; opening a partner moves there and updates the URL.
 """
+
 import streamlit as st
 
 from mind_core import images, search, ui
@@ -36,16 +37,22 @@ def open_product(asin: str) -> None:
 
 asin = st.query_params.get("asin", "")
 
-typed = st.text_input("Find a product by title words or ASIN", key="product_query",
-                      placeholder="e.g. aviator hat, or B004I41M6K")
+typed = st.text_input(
+    "Find a product by title words or ASIN", key="product_query", placeholder="e.g. aviator hat, or B004I41M6K"
+)
 if typed.strip():
     found = find(kb, kb_key, typed)
     if found.empty:
         st.info(f"No product title contains all of: {typed.strip()!r}. Try fewer or other words.")
     else:
         labels = {f"{clean_title(t)[:110]} · {a}": a for a, t in zip(found["asin"], found["title"])}
-        pick = st.selectbox(f"{len(found)} matching products" + (" (first 50)" if len(found) == 50 else ""),
-                            list(labels), index=None, key="product_pick", placeholder="choose one…")
+        pick = st.selectbox(
+            f"{len(found)} matching products" + (" (first 50)" if len(found) == 50 else ""),
+            list(labels),
+            index=None,
+            key="product_pick",
+            placeholder="choose one…",
+        )
         if pick and labels[pick] != asin:
             open_product(labels[pick])
             st.rerun()
@@ -96,8 +103,10 @@ if n_pages > 1:
 for prow in partners.iloc[start:stop].itertuples(index=False):
     with st.container(border=True):
         head, btn = st.columns([5, 1])
-        head.markdown(f"**{md_escape(clean_title(prow.title) or prow.asin)}**  \n"
-                      f"{md_escape(prow.asin)} · {prow.intentions} intentions · {prow.kept} kept")
+        head.markdown(
+            f"**{md_escape(clean_title(prow.title) or prow.asin)}**  \n"
+            f"{md_escape(prow.asin)} · {prow.intentions} intentions · {prow.kept} kept"
+        )
         if btn.button("Open partner →", key=f"open_{prow.asin}"):
             open_product(prow.asin)
             st.rerun()

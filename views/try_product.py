@@ -4,6 +4,7 @@ live, then save the intentions into a user KB or export them.
 The run lives in a background thread owned by ``st.session_state`` (``mind_core.live.LiveRun``); the run panel is a
 fragment that re-renders every second while the run is active, so clicks (Stop included) never interrupt it.
 """
+
 import streamlit as st
 
 from mind_core import live, ui
@@ -21,56 +22,105 @@ env_config = live.BackendConfig.from_env()
 with st.sidebar:
     st.subheader("LVLM backend")
     kinds = ["offline", "transformers", "openai"]
-    kind = st.radio("Backend", kinds, index=kinds.index(env_config.kind), key="try_backend", persist_state="session",
-                    format_func={"offline": "offline fallback (no GPU, text only)",
-                                 "transformers": "transformers (local model)",
-                                 "openai": "OpenAI-compatible server"}.get)
+    kind = st.radio(
+        "Backend",
+        kinds,
+        index=kinds.index(env_config.kind),
+        key="try_backend",
+        persist_state="session",
+        format_func={
+            "offline": "offline fallback (no GPU, text only)",
+            "transformers": "transformers (local model)",
+            "openai": "OpenAI-compatible server",
+        }.get,
+    )
     config = live.BackendConfig(kind=kind, timeout_s=env_config.timeout_s)
-    config.max_new_tokens = int(st.number_input("Max new tokens per answer", 1, 4096, min(env_config.max_new_tokens, 4096),
-                                                step=64, key="try_max_new", persist_state="session",
-                                                help="MIND uses 512. The offline fallback stops at 200 anyway."))
+    config.max_new_tokens = int(
+        st.number_input(
+            "Max new tokens per answer",
+            1,
+            4096,
+            min(env_config.max_new_tokens, 4096),
+            step=64,
+            key="try_max_new",
+            persist_state="session",
+            help="MIND uses 512. The offline fallback stops at 200 anyway.",
+        )
+    )
     if kind == "transformers":
-        config.model = st.text_input("Model folder or Hugging Face id", value=env_config.model if
-                                     env_config.kind == "transformers" else "", key="try_tf_model",
-                                     persist_state="session", placeholder="/models/llava-1.5-7b-hf")
+        config.model = st.text_input(
+            "Model folder or Hugging Face id",
+            value=env_config.model if env_config.kind == "transformers" else "",
+            key="try_tf_model",
+            persist_state="session",
+            placeholder="/models/llava-1.5-7b-hf",
+        )
     elif kind == "openai":
-        config.endpoint = st.text_input("Server URL", value=env_config.endpoint, key="try_endpoint",
-                                        persist_state="session", placeholder="http://localhost:8000/v1")
-        config.model = st.text_input("Model (empty: the server's first model)", key="try_oa_model",
-                                     value=env_config.model if env_config.kind == "openai" else "",
-                                     persist_state="session")
-        config.api_key = st.text_input("API key (optional)", type="password", key="try_api_key",
-                                       persist_state="session",
-                                       help="Kept only in this browser session's memory: never saved or logged. "
-                                            "Empty: $OPENAI_API_KEY of the server process, if set.")
+        config.endpoint = st.text_input(
+            "Server URL",
+            value=env_config.endpoint,
+            key="try_endpoint",
+            persist_state="session",
+            placeholder="http://localhost:8000/v1",
+        )
+        config.model = st.text_input(
+            "Model (empty: the server's first model)",
+            key="try_oa_model",
+            value=env_config.model if env_config.kind == "openai" else "",
+            persist_state="session",
+        )
+        config.api_key = st.text_input(
+            "API key (optional)",
+            type="password",
+            key="try_api_key",
+            persist_state="session",
+            help="Kept only in this browser session's memory: never saved or logged. "
+            "Empty: $OPENAI_API_KEY of the server process, if set.",
+        )
     st.caption(f"Will run: {md_escape(config.label())}")
     for problem in config.problems():
         st.warning(problem)
 
 st.title("Try a product")
-st.write("Give two products — upload images and a title, or pick them from the loaded knowledge base — and watch "
-         "MIND describe them (stage 1), write one purchase intention per relation (stage 2) and judge each one as "
-         "the shopper (stage 3).")
+st.write(
+    "Give two products — upload images and a title, or pick them from the loaded knowledge base — and watch "
+    "MIND describe them (stage 1), write one purchase intention per relation (stage 2) and judge each one as "
+    "the shopper (stage 3)."
+)
 if config.text_only:
-    st.info("**Text-only fallback**: the offline model cannot see pixels; it gets the OCR text and colours of each "
-            "image instead. It is small and slow on a CPU (seconds to tens of seconds per call). Choose "
-            "*transformers* or an *OpenAI-compatible server* in the sidebar for a real vision-language model.",
-            icon="ℹ️")
+    st.info(
+        "**Text-only fallback**: the offline model cannot see pixels; it gets the OCR text and colours of each "
+        "image instead. It is small and slow on a CPU (seconds to tens of seconds per call). Choose "
+        "*transformers* or an *OpenAI-compatible server* in the sidebar for a real vision-language model.",
+        icon="ℹ️",
+    )
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
 def product_form(slot: str) -> live.ProductInput:
     st.subheader(f"Product {slot}")
-    source = st.radio("Source", ["Upload", "From the KB"], horizontal=True, key=f"try_{slot}_source",
-                      persist_state="session", label_visibility="collapsed")
+    source = st.radio(
+        "Source",
+        ["Upload", "From the KB"],
+        horizontal=True,
+        key=f"try_{slot}_source",
+        persist_state="session",
+        label_visibility="collapsed",
+    )
     if source == "From the KB":
         if kb is None:
             return live.ProductInput(None, errors=[f"No knowledge base is loaded to pick product {slot} from."])
         choices = live.product_choices(kb, st.session_state.get(f"try_{slot}_query", ""))
         if len(choices) < len(kb.products):  # a big KB: search first
             st.text_input("Title words or ASIN", key=f"try_{slot}_query", persist_state="session")
-        pick = st.selectbox("Product", list(choices), index=None, key=f"try_{slot}_pick", persist_state="session",
-                            placeholder="Type a few words of the title…")
+        pick = st.selectbox(
+            "Product",
+            list(choices),
+            index=None,
+            key=f"try_{slot}_pick",
+            persist_state="session",
+            placeholder="Type a few words of the title…",
+        )
         chosen = live.kb_product(kb, choices.get(pick) if pick else None, slot)
         if chosen.product is not None:
             st.caption(md_escape(chosen.product.description[:400]) or "No description: stage 1 will write one.")
@@ -78,8 +128,12 @@ def product_form(slot: str) -> live.ProductInput:
 
     files_key, kept_key = f"try_{slot}_files", f"try_{slot}_kept"
     was_mounted = files_key in st.session_state
-    files = st.file_uploader(f"Images (1–{live.MAX_UPLOADS}; PNG, JPEG or WebP)", type=list(live.UPLOAD_TYPES),
-                             accept_multiple_files=True, key=files_key)
+    files = st.file_uploader(
+        f"Images (1–{live.MAX_UPLOADS}; PNG, JPEG or WebP)",
+        type=list(live.UPLOAD_TYPES),
+        accept_multiple_files=True,
+        key=files_key,
+    )
     if files:
         uploads = [live.read_upload(f.name, f.getvalue()) for f in files]
         st.session_state[kept_key] = uploads
@@ -94,19 +148,25 @@ def product_form(slot: str) -> live.ProductInput:
             st.error(f"**{md_escape(u.name)}**: {md_escape(u.error)}")
         elif u.note:
             st.info(f"{md_escape(u.name)}: {md_escape(u.note)}.")
-    good = [u for u in uploads if u.ok][:live.MAX_UPLOADS]
+    good = [u for u in uploads if u.ok][: live.MAX_UPLOADS]
     main = 0
     if good:
         st.image([u.image for u in good], width=110, caption=[u.name for u in good])
         if len(good) > 1:
             names = [u.name for u in good]
-            main = names.index(st.selectbox("Image the model sees (MIND uses one per product)", names,
-                                            key=f"try_{slot}_main"))
+            main = names.index(
+                st.selectbox("Image the model sees (MIND uses one per product)", names, key=f"try_{slot}_main")
+            )
     title = st.text_input("Title (required)", key=f"try_{slot}_title", persist_state="session")
-    description = st.text_area("Description (optional: stage 1 writes one if empty)", key=f"try_{slot}_desc",
-                               persist_state="session", height=90)
-    category = st.text_input("Category (optional)", key=f"try_{slot}_cat", persist_state="session",
-                             placeholder=live.UPLOAD_CATEGORY)
+    description = st.text_area(
+        "Description (optional: stage 1 writes one if empty)",
+        key=f"try_{slot}_desc",
+        persist_state="session",
+        height=90,
+    )
+    category = st.text_input(
+        "Category (optional)", key=f"try_{slot}_cat", persist_state="session", placeholder=live.UPLOAD_CATEGORY
+    )
     return live.uploaded_product(slot, title, description, uploads, main=main, category=category)
 
 
@@ -123,14 +183,25 @@ all_relations = st.toggle(f"All {len(RELATIONS)} relations", key="try_all_relati
 if all_relations:
     relations = list(RELATIONS)
 else:
-    relations = st.multiselect("Relations", list(RELATIONS), default=live.default_relations(config.kind),
-                               key="try_relations", persist_state="session",
-                               format_func=lambda r: f"{r} — “{RELATION_PHRASES[r] or '(open)'}”")
+    relations = st.multiselect(
+        "Relations",
+        list(RELATIONS),
+        default=live.default_relations(config.kind),
+        key="try_relations",
+        persist_state="session",
+        format_func=lambda r: f"{r} — “{RELATION_PHRASES[r] or '(open)'}”",
+    )
 n_desc = sum(1 for p in (input_a.product, input_b.product) if p is None or not p.description.strip())
 n_calls = n_desc + 2 * len(relations)
-st.caption(f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {len(relations)} filter "
-           "answers." + (" The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (README)."
-                         if config.text_only else ""))
+st.caption(
+    f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {len(relations)} filter "
+    "answers."
+    + (
+        " The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (README)."
+        if config.text_only
+        else ""
+    )
+)
 
 run: live.LiveRun | None = st.session_state.get(RUN_KEY)
 active = run is not None and run.running
@@ -160,8 +231,11 @@ def stage_box(stage: live.StageView, view: live.RunView):
     if stage.state == "stopped":
         label += " — stopped"
     state = {"running": "running", "error": "error", "stopped": "error"}.get(stage.state, "complete")
-    return st.status(label, state=state, expanded=stage.state in ("running", "error", "stopped") or (
-        view.finished and stage.key == "filter"))
+    return st.status(
+        label,
+        state=state,
+        expanded=stage.state in ("running", "error", "stopped") or (view.finished and stage.key == "filter"),
+    )
 
 
 @st.fragment(run_every=POLL_S if active else None)
@@ -175,8 +249,13 @@ def run_panel():
     controls = st.empty()  # a fixed slot, so the elements below keep their places when the controls go
     if run.running:
         c1, c2 = controls.container().columns([1, 5])
-        c1.button("Stop", key="try_stop", on_click=run.stop, disabled=view.cancel_requested,
-                  help="Stops before the next backend call; what finished is kept.")
+        c1.button(
+            "Stop",
+            key="try_stop",
+            on_click=run.stop,
+            disabled=view.cancel_requested,
+            help="Stops before the next backend call; what finished is kept.",
+        )
         if view.phase == "loading":
             c2.info("Loading the model (the first run in this server process takes longest)…")
         elif view.cancel_requested:
@@ -214,12 +293,15 @@ def run_panel():
             elif stage.key == "filter":
                 for rel in run.relations:
                     row = view.rows.get(rel)
-                    if row is not None and row.get("verdict") is not None or (
-                            row is not None and "filter_unparsed" in (row.get("flags") or "")):
+                    if (row is not None and row.get("verdict") is not None) or (
+                        row is not None and "filter_unparsed" in (row.get("flags") or "")
+                    ):
                         p = row.get("p_yes")
-                        st.markdown(f"**{rel}** {verdict_badge(row.get('verdict'))}"
-                                    + (f" · P(yes) {p:.2f}" if p is not None else "")
-                                    + f" — {md_escape(row.get('reason') or '')}")
+                        st.markdown(
+                            f"**{rel}** {verdict_badge(row.get('verdict'))}"
+                            + (f" · P(yes) {p:.2f}" if p is not None else "")
+                            + f" — {md_escape(row.get('reason') or '')}"
+                        )
     if view.finished and st.session_state.get("try_shown") is not run:
         st.session_state["try_shown"] = run
         st.rerun()  # once: the whole page, so the results below appear and polling stops
@@ -246,10 +328,16 @@ if not rows:
 
 st.subheader("Results")
 st.caption(f"{len(rows)} intention(s) · source `{view.source}`")
-st.dataframe(live.results_table(rows), hide_index=True, width="stretch", column_config={
-    "intention": st.column_config.TextColumn(width="large"),
-    "reason": st.column_config.TextColumn(width="medium"),
-    "p_yes": st.column_config.NumberColumn("P(yes)", format="%.2f")})
+st.dataframe(
+    live.results_table(rows),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "intention": st.column_config.TextColumn(width="large"),
+        "reason": st.column_config.TextColumn(width="medium"),
+        "p_yes": st.column_config.NumberColumn("P(yes)", format="%.2f"),
+    },
+)
 
 similar = st.session_state.get("try_similar")
 if similar is None or similar[0] is not run or similar[1] != str(getattr(kb, "path", "")):
@@ -267,8 +355,10 @@ neighbours = similar[2]
 for row in rows:
     with st.container(border=True):
         p = row.get("p_yes")
-        st.markdown(f"**{row['relation']}** {verdict_badge(row.get('verdict'))}"
-                    + (f" · P(yes) {p:.2f}" if p is not None else ""))
+        st.markdown(
+            f"**{row['relation']}** {verdict_badge(row.get('verdict'))}"
+            + (f" · P(yes) {p:.2f}" if p is not None else "")
+        )
         st.markdown(md_escape(row["intention"]))
         if row.get("reason"):
             st.caption("Filter: " + md_escape(row["reason"]))
@@ -278,15 +368,18 @@ for row in rows:
         if hits is not None and len(hits):
             with st.expander(f"Similar intentions already in the KB ({len(hits)})"):
                 for h in hits.itertuples():
-                    st.markdown(f"`{h.score:.2f}` **{h.relation}** {verdict_badge(h.verdict)} "
-                                f"{md_escape(h.intention)}")
+                    st.markdown(f"`{h.score:.2f}` **{h.relation}** {verdict_badge(h.verdict)} {md_escape(h.intention)}")
                     st.caption(f"{md_escape(h.title_a)} + {md_escape(h.title_b)}")
 
 products = [view.result.a, view.result.b] if view.result is not None else [run.a, run.b]
 st.subheader("Keep them")
 c1, c2, c3 = st.columns([2, 1, 2])
-if c1.button("Save into my KB", key="try_save", type="primary",
-             help=f"Adds these rows to {live.user_kb_path()} (Parquet + FAISS index), which the sidebar lists."):
+if c1.button(
+    "Save into my KB",
+    key="try_save",
+    type="primary",
+    help=f"Adds these rows to {live.user_kb_path()} (Parquet + FAISS index), which the sidebar lists.",
+):
     try:
         with st.spinner("Saving and indexing…"):
             st.session_state["try_saved"] = (run, live.save_run(rows, products))
@@ -303,10 +396,15 @@ if saved is not None and saved[0] is run:
         st.session_state["kb_select"] = path
         st.session_state["kb_typed"] = ""
 
-    if st.button("Load my KB and open Search", key="try_open_search", on_click=open_user_kb,
-                 args=(str(saved[1].kb_dir),)):
+    if st.button(
+        "Load my KB and open Search", key="try_open_search", on_click=open_user_kb, args=(str(saved[1].kb_dir),)
+    ):
         st.switch_page("views/search.py")
 fmt = c2.selectbox("Export format", EXPORT_FORMATS, key="try_export_fmt")
-c3.download_button(f"Export {len(rows)} rows as {fmt.upper()}", live.export_rows(rows, fmt, products),
-                   file_name=f"mind-try.{fmt}", key="try_export",
-                   mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[fmt])
+c3.download_button(
+    f"Export {len(rows)} rows as {fmt.upper()}",
+    live.export_rows(rows, fmt, products),
+    file_name=f"mind-try.{fmt}",
+    key="try_export",
+    mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[fmt],
+)

@@ -5,6 +5,7 @@
 Takes 60 question ids per file with numpy's default_rng(0) (task 2 uses the same ids as task 1, so the two
 files describe the same pairs) and copies those lines unchanged, in file order.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def main(src: str, dst: str) -> None:
     ids = {json.loads(t1[i])["id"] for i in rows}
     out = {"task1_sample.jsonl": [t1[i] for i in rows]}
     t2 = (src_dir / "task2.jsonl").read_text(encoding="utf-8").splitlines()
-    out["task2_sample.jsonl"] = [l for l in t2 if json.loads(l)["id"] in ids]
+    out["task2_sample.jsonl"] = [ln for ln in t2 if json.loads(ln)["id"] in ids]
     br = (src_dir / "task1_byrelation.jsonl").read_text(encoding="utf-8").splitlines()
     out["task1_byrelation_sample.jsonl"] = [br[i] for i in pick(br)]
     for name, lines in out.items():

@@ -1,4 +1,5 @@
 """Flag helpers shared by the commands that talk to an LVLM (distill, rescore, eval)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ BACKEND_CHOICES = ("offline", "transformers", "openai")
 
 def positive(kind: type):
     """argparse type: a number of ``kind`` that must be > 0."""
+
     def conv(text: str):
         try:
             value = kind(text)
@@ -17,22 +19,36 @@ def positive(kind: type):
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
+
     return conv
 
 
 def add_backend_args(p, *, required: bool) -> None:
     """--backend, --model, --endpoint, --api-key-env, --concurrency, --batch-size (same meaning everywhere)."""
-    p.add_argument("--backend", required=required, choices=BACKEND_CHOICES,
-                   help="offline = text-only fallback (no GPU, no network); transformers = local folder or HF id; "
-                        "openai = any OpenAI-compatible server (vLLM, SGLang, Ollama ...)")
-    p.add_argument("--model", metavar="M", help="model folder / HF id (transformers), model name (openai; default: "
-                                                 "the server's), or a .gguf path (offline)")
+    p.add_argument(
+        "--backend",
+        required=required,
+        choices=BACKEND_CHOICES,
+        help="offline = text-only fallback (no GPU, no network); transformers = local folder or HF id; "
+        "openai = any OpenAI-compatible server (vLLM, SGLang, Ollama ...)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="M",
+        help="model folder / HF id (transformers), model name (openai; default: "
+        "the server's), or a .gguf path (offline)",
+    )
     p.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    p.add_argument("--api-key-env", metavar="VAR", default=None,
-                   help="name of the environment variable holding the API key (default: OPENAI_API_KEY if set); "
-                        "the key itself is never taken on the command line")
-    p.add_argument("--concurrency", type=positive(int), metavar="C",
-                   help="parallel requests (openai backend; default 8)")
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=None,
+        help="name of the environment variable holding the API key (default: OPENAI_API_KEY if set); "
+        "the key itself is never taken on the command line",
+    )
+    p.add_argument(
+        "--concurrency", type=positive(int), metavar="C", help="parallel requests (openai backend; default 8)"
+    )
     p.add_argument("--batch-size", type=positive(int), metavar="B", help="generation batch size (transformers)")
 
 

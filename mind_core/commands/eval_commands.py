@@ -1,4 +1,5 @@
 """``eval intentionqa``: accuracy of the offline / KB / LVLM methods on IntentionQA questions."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,29 +33,58 @@ def register(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate the KB on a benchmark (intentionqa)")
     bench = ev.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     p = bench.add_parser(
-        "intentionqa", help="IntentionQA multiple-choice accuracy (task 1 and task 2)",
+        "intentionqa",
+        help="IntentionQA multiple-choice accuracy (task 1 and task 2)",
         description="Score one or more methods on an IntentionQA file in the normalised JSONL layout "
-                    "(data/intentionqa/README.md).", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "(data/intentionqa/README.md).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", required=True, metavar="FILE", help="IntentionQA questions (normalised JSONL)")
-    p.add_argument("--kb", default=None, metavar="DIR",
-                   help="KB folder for embed+kb / lvlm+kb / --exclude-kb-pairs (default: $MIND_KB or indexes/sample)")
-    p.add_argument("--method", action="append", choices=METHODS, metavar="M",
-                   help=f"one of {', '.join(METHODS)}; repeat to compare several (default: overlap)")
-    p.add_argument("--k", type=positive(int), default=DEFAULT_K, help=f"KB intentions retrieved per question "
-                                                                      f"(default {DEFAULT_K})")
-    p.add_argument("--limit", type=positive(int), metavar="N",
-                   help="only the first N questions of the file (after --exclude-kb-pairs)")
-    p.add_argument("--exclude-kb-pairs", action="store_true",
-                   help="drop questions whose product pair (order ignored) is in the KB (leakage check)")
+    p.add_argument(
+        "--kb",
+        default=None,
+        metavar="DIR",
+        help="KB folder for embed+kb / lvlm+kb / --exclude-kb-pairs (default: $MIND_KB or indexes/sample)",
+    )
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=METHODS,
+        metavar="M",
+        help=f"one of {', '.join(METHODS)}; repeat to compare several (default: overlap)",
+    )
+    p.add_argument(
+        "--k", type=positive(int), default=DEFAULT_K, help=f"KB intentions retrieved per question (default {DEFAULT_K})"
+    )
+    p.add_argument(
+        "--limit",
+        type=positive(int),
+        metavar="N",
+        help="only the first N questions of the file (after --exclude-kb-pairs)",
+    )
+    p.add_argument(
+        "--exclude-kb-pairs",
+        action="store_true",
+        help="drop questions whose product pair (order ignored) is in the KB (leakage check)",
+    )
     p.add_argument("--json", metavar="OUT", help="write summaries + per-question predictions as JSON")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--bootstrap", type=positive(int), default=DEFAULT_BOOTSTRAP, metavar="B",
-                   help=f"bootstrap resamples (default {DEFAULT_BOOTSTRAP})")
+    p.add_argument(
+        "--bootstrap",
+        type=positive(int),
+        default=DEFAULT_BOOTSTRAP,
+        metavar="B",
+        help=f"bootstrap resamples (default {DEFAULT_BOOTSTRAP})",
+    )
     g = p.add_argument_group("LVLM backend (lvlm, lvlm+kb); same flags as `distill`")
     add_backend_args(g, required=False)
-    g.add_argument("--answers", metavar="FILE", default=None,
-                   help="LVLM answer cache, JSONL (default: <cache>/intentionqa/answers.jsonl)")
+    g.add_argument(
+        "--answers",
+        metavar="FILE",
+        default=None,
+        help="LVLM answer cache, JSONL (default: <cache>/intentionqa/answers.jsonl)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_intentionqa)
 
@@ -112,13 +142,16 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
     if args.exclude_kb_pairs:
         questions, n_excluded = iqa.exclude_pairs(questions, kb.intentions["pair_id"].unique())
     if args.limit:
-        questions = questions[:args.limit]
+        questions = questions[: args.limit]
     if not questions:
         raise UserError("no questions left to evaluate (every question's pair is in the KB?)")
     tasks = sorted({q.task for q in questions})
-    print(f"{args.data}: {n_file} questions ({', '.join(iqa.TASKS[t] for t in tasks)})"
-          + (f"; {n_excluded} dropped because their pair is in the KB" if args.exclude_kb_pairs else "")
-          + f"; evaluating {len(questions)}, {sum(q.scored for q in questions)} with >= 4 options", file=sys.stderr)
+    print(
+        f"{args.data}: {n_file} questions ({', '.join(iqa.TASKS[t] for t in tasks)})"
+        + (f"; {n_excluded} dropped because their pair is in the KB" if args.exclude_kb_pairs else "")
+        + f"; evaluating {len(questions)}, {sum(q.scored for q in questions)} with >= 4 options",
+        file=sys.stderr,
+    )
 
     backend = None
     if wants_lvlm:
@@ -139,7 +172,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             from mind_core.paths import cache_dir
 
             cache = iqa.AnswerCache(args.answers or cache_dir() / "intentionqa" / "answers.jsonl")
-        batch = 8   # answers are written to the cache after each batch
+        batch = 8  # answers are written to the cache after each batch
         if args.backend == "openai":
             batch = max(8, 2 * (args.concurrency or 8))
         elif args.backend == "transformers" and args.batch_size:
@@ -149,9 +182,19 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
         for method in methods:
             bar, upd = _tqdm_progress(method, not args.no_progress and method in iqa.LVLM_METHODS)
             try:
-                res = iqa.evaluate(questions, method, kb=kb, k=args.k, backend=backend, cache=cache,
-                                   vectors=vectors, n_boot=args.bootstrap, seed=args.seed, batch_size=batch,
-                                   progress=upd)
+                res = iqa.evaluate(
+                    questions,
+                    method,
+                    kb=kb,
+                    k=args.k,
+                    backend=backend,
+                    cache=cache,
+                    vectors=vectors,
+                    n_boot=args.bootstrap,
+                    seed=args.seed,
+                    batch_size=batch,
+                    progress=upd,
+                )
             except ValueError as err:
                 raise UserError(str(err)) from None
             finally:
@@ -161,18 +204,23 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             print(iqa.format_result(name, res))
             typ = res.summary["per_typicality"]
             if len(typ) > 1:
-                print("    by typicality: " + ", ".join(
-                    f"{b} {100 * v['accuracy']:.1f}% (n={v['n']})" for b, v in typ.items() if v["n"]))
+                print(
+                    "    by typicality: "
+                    + ", ".join(f"{b} {100 * v['accuracy']:.1f}% (n={v['n']})" for b, v in typ.items() if v["n"])
+                )
             rel = res.summary["per_relation"]
             if len(rel) > 1:
-                print("    by relation: " + ", ".join(
-                    f"{r} {100 * v['accuracy']:.1f}% (n={v['n']})" for r, v in rel.items() if v["n"]))
+                print(
+                    "    by relation: "
+                    + ", ".join(f"{r} {100 * v['accuracy']:.1f}% (n={v['n']})" for r, v in rel.items() if v["n"])
+                )
         by_method = {r.method: r for r in results}
         differences = []
         for other, base in iqa.KB_BASE.items():
             if other in by_method and base in by_method:
-                d = iqa.paired_difference(by_method[base].predictions, by_method[other].predictions,
-                                          n_boot=args.bootstrap, seed=args.seed)
+                d = iqa.paired_difference(
+                    by_method[base].predictions, by_method[other].predictions, n_boot=args.bootstrap, seed=args.seed
+                )
                 differences.append({"base": base, "other": other, **d})
                 print(iqa.format_difference(base, other, d))
     finally:
@@ -183,11 +231,17 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         out = {
-            "data": str(args.data), "data_sha256": sha256_file(Path(args.data)), "tasks": tasks,
-            "kb": str(kb.path) if kb is not None else None, "exclude_kb_pairs": args.exclude_kb_pairs,
-            "n_file": n_file, "n_excluded": n_excluded, "limit": args.limit,
+            "data": str(args.data),
+            "data_sha256": sha256_file(Path(args.data)),
+            "tasks": tasks,
+            "kb": str(kb.path) if kb is not None else None,
+            "exclude_kb_pairs": args.exclude_kb_pairs,
+            "n_file": n_file,
+            "n_excluded": n_excluded,
+            "limit": args.limit,
             "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "level": 0.95},
-            "results": [r.to_json() for r in results], "kb_effect": differences,
+            "results": [r.to_json() for r in results],
+            "kb_effect": differences,
         }
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

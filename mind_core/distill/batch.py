@@ -22,6 +22,7 @@ Shards: pair ``p`` belongs to shard ``sha1(pair_id) mod n``; shard ``i`` of ``n`
 pairs and only writes parts named ``s<i>of<n>``, so shards can run on different machines into copies of the
 folder (or one shared folder) and their parts are simply put together.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -32,16 +33,16 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mind_core.kb import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 from mind_core.distill.pipeline import DistillOptions, run_pairs
+from mind_core.kb import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 from mind_core.lvlm.base import Backend, source_label
 from mind_core.schema import CoBuyPair, Product
 
@@ -79,6 +80,7 @@ class DistillError(Exception):
 
 # --- shards ----------------------------------------------------------------------------------------------------
 
+
 def parse_shard(spec: str | None) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None`` -> ``(0, 1)``."""
     if spec is None or not str(spec).strip():
@@ -97,8 +99,9 @@ def shard_of(pid: str, n: int) -> int:
     return int.from_bytes(hashlib.sha1(pid.encode("utf-8")).digest()[:8], "big") % n
 
 
-def select_pairs(pairs: Sequence[CoBuyPair], *, max_pairs: int | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> list[CoBuyPair]:
+def select_pairs(
+    pairs: Sequence[CoBuyPair], *, max_pairs: int | None = None, shard: tuple[int, int] = (0, 1)
+) -> list[CoBuyPair]:
     """The pairs of one shard, after cutting the full list to ``max_pairs`` (so the shards of a capped run
     together cover exactly the capped unsharded run)."""
     chosen = list(pairs)[:max_pairs] if max_pairs is not None else list(pairs)
@@ -107,6 +110,7 @@ def select_pairs(pairs: Sequence[CoBuyPair], *, max_pairs: int | None = None,
 
 
 # --- atomic parts ----------------------------------------------------------------------------------------------
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -166,10 +170,13 @@ def _keys_of(part: Path, source: str) -> set[tuple[str, str]]:
     try:
         t = pq.read_table(part, columns=["pair_id", "relation", "source"])
     except Exception as err:  # pyarrow raises several types for damaged files
-        raise DistillError(f"{part}: not a readable Parquet part ({err}). It was not written by this tool's atomic "
-                           "writer or the disk was damaged; move it away and re-run.") from None
-    return {(p, r) for p, r, s in zip(*(t.column(c).to_pylist() for c in ("pair_id", "relation", "source")))
-            if s == source}
+        raise DistillError(
+            f"{part}: not a readable Parquet part ({err}). It was not written by this tool's atomic "
+            "writer or the disk was damaged; move it away and re-run."
+        ) from None
+    return {
+        (p, r) for p, r, s in zip(*(t.column(c).to_pylist() for c in ("pair_id", "relation", "source"))) if s == source
+    }
 
 
 def read_products(out_dir: Path) -> dict[str, dict]:
@@ -186,6 +193,7 @@ def read_products(out_dir: Path) -> dict[str, dict]:
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class DistillSummary:
@@ -210,46 +218,68 @@ class DistillSummary:
         return self.total_rows - self.done_before - self.written
 
     def text(self) -> str:
-        lines = [f"{self.shard}: {self.pairs} pairs x {self.relations} relations = {self.total_rows} rows; "
-                 f"{self.done_before} were done, {self.written} written now, {self.remaining} remaining "
-                 f"({self.calls} backend calls in {self.seconds:.1f} s)"]
+        lines = [
+            f"{self.shard}: {self.pairs} pairs x {self.relations} relations = {self.total_rows} rows; "
+            f"{self.done_before} were done, {self.written} written now, {self.remaining} remaining "
+            f"({self.calls} backend calls in {self.seconds:.1f} s)"
+        ]
         if self.described:
             lines.append(f"stage 1 described {self.described} products")
         if self.image_failures:
-            lines.append(f"{self.image_failures} products had no usable image (text fallback); "
-                         f"see {self.out_dir}/_state/image_failures.jsonl")
+            lines.append(
+                f"{self.image_failures} products had no usable image (text fallback); "
+                f"see {self.out_dir}/_state/image_failures.jsonl"
+            )
         if self.skipped_pairs:
             lines.append(f"{self.skipped_pairs} pairs skipped (--require-images); see _state/skipped.jsonl")
         if self.errors:
-            lines.append(f"{self.errors} calls failed (see {self.out_dir}/_state/errors.jsonl); "
-                         "re-run the same command to retry them")
+            lines.append(
+                f"{self.errors} calls failed (see {self.out_dir}/_state/errors.jsonl); "
+                "re-run the same command to retry them"
+            )
         return "\n".join(lines)
 
 
 @contextmanager
 def _shard_lock(state: Path, tag: str) -> Iterator[None]:
     state.mkdir(parents=True, exist_ok=True)
-    fh = open(state / f"lock-{tag}", "a+")
+    fh = open(state / f"lock-{tag}", "a+")  # noqa: SIM115 (closed in finally)
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DistillError(f"another distill run is writing shard {tag} into {state.parent}; wait for it "
-                               "or use another --out / --shard") from None
+            raise DistillError(
+                f"another distill run is writing shard {tag} into {state.parent}; wait for it "
+                "or use another --out / --shard"
+            ) from None
         yield
     finally:
         fh.close()
 
 
 def _product_record(p: Product) -> dict:
-    return {"asin": p.asin, "title": p.title, "description": p.description, "image_urls": list(p.image_urls),
-            "category": p.category}
+    return {
+        "asin": p.asin,
+        "title": p.title,
+        "description": p.description,
+        "image_urls": list(p.image_urls),
+        "category": p.category,
+    }
 
 
-def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_dir: str | Path, backend: Backend,
-                options: DistillOptions, *, shard: tuple[int, int] = (0, 1), max_pairs: int | None = None,
-                chunk_pairs: int | None = None, progress: bool = True,
-                run_info: dict | None = None) -> DistillSummary:
+def run_distill(
+    products: dict[str, Product],
+    pairs: Sequence[CoBuyPair],
+    out_dir: str | Path,
+    backend: Backend,
+    options: DistillOptions,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    max_pairs: int | None = None,
+    chunk_pairs: int | None = None,
+    progress: bool = True,
+    run_info: dict | None = None,
+) -> DistillSummary:
     """Distill ``pairs`` (from :func:`mind_core.loaders.amazon.load_amazon_metadata`) into ``out_dir``,
     resuming from what is there. See the module docstring for the layout and guarantees."""
     from tqdm import tqdm
@@ -265,8 +295,14 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
     mine = select_pairs(pairs, max_pairs=max_pairs, shard=shard)
     relations = list(options.relations)
     chunk_pairs = chunk_pairs or default_chunk_pairs(backend, len(relations))
-    summary = DistillSummary(out_dir=str(out), source=source, shard=f"shard {i}/{n}", pairs=len(mine),
-                             relations=len(relations), total_rows=len(mine) * len(relations))
+    summary = DistillSummary(
+        out_dir=str(out),
+        source=source,
+        shard=f"shard {i}/{n}",
+        pairs=len(mine),
+        relations=len(relations),
+        total_rows=len(mine) * len(relations),
+    )
 
     with _shard_lock(state, tag):
         for folder in (out / INTENTIONS_DIR, out / PRODUCTS_DIR):  # leftovers of a killed run of this shard
@@ -276,16 +312,27 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
         done = read_done_keys(out, source)
         known_parts = {p.name for p in _parts(out / INTENTIONS_DIR)}
         stored = read_products(out)
-        seq = 1 + max([int(m.group(3)) for d in (INTENTIONS_DIR, PRODUCTS_DIR) for p in _parts(out / d)
-                       if (m := _PART_RE.match(p.name)) and (int(m.group(1)), int(m.group(2))) == (i, n)],
-                      default=0)
+        seq = 1 + max(
+            [
+                int(m.group(3))
+                for d in (INTENTIONS_DIR, PRODUCTS_DIR)
+                for p in _parts(out / d)
+                if (m := _PART_RE.match(p.name)) and (int(m.group(1)), int(m.group(2))) == (i, n)
+            ],
+            default=0,
+        )
 
         # product view for this run: stage-1 descriptions written earlier are reused
         current: dict[str, Product] = {}
         for asin, p in products.items():
             prev = stored.get(asin)
-            q = Product(asin=p.asin, title=p.title, description=p.description, image_urls=list(p.image_urls),
-                        category=p.category)
+            q = Product(
+                asin=p.asin,
+                title=p.title,
+                description=p.description,
+                image_urls=list(p.image_urls),
+                category=p.category,
+            )
             if prev and (prev.get("description") or "").strip() and prev.get("description") != p.description:
                 q.description = prev["description"]  # written by stage 1 in an earlier run
             current[asin] = q
@@ -302,11 +349,31 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
 
         todo = [p for p in mine if any((p.pair_id, r) not in done for r in relations)]
         summary.done_before = sum(1 for p in mine for r in relations if (p.pair_id, r) in done)
-        _append_jsonl(state / "runs.jsonl", [{"run": run_id, "event": "start", "at": time.time(), "shard": tag,
-                                              "source": source, "pairs": len(mine), "todo_pairs": len(todo),
-                                              "relations": relations, **(run_info or {})}])
-        bar = tqdm(total=summary.total_rows, initial=summary.done_before, unit="row", desc=f"distill {tag}",
-                   disable=not progress, dynamic_ncols=True, mininterval=0.5)
+        _append_jsonl(
+            state / "runs.jsonl",
+            [
+                {
+                    "run": run_id,
+                    "event": "start",
+                    "at": time.time(),
+                    "shard": tag,
+                    "source": source,
+                    "pairs": len(mine),
+                    "todo_pairs": len(todo),
+                    "relations": relations,
+                    **(run_info or {}),
+                }
+            ],
+        )
+        bar = tqdm(
+            total=summary.total_rows,
+            initial=summary.done_before,
+            unit="row",
+            desc=f"distill {tag}",
+            disable=not progress,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
 
         def next_name() -> str:
             nonlocal seq
@@ -328,7 +395,7 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
 
         try:
             for start in range(0, len(todo), max(1, chunk_pairs)):
-                chunk = todo[start:start + max(1, chunk_pairs)]
+                chunk = todo[start : start + max(1, chunk_pairs)]
                 chunk_pairs_p = [(current[p.asin_a], current[p.asin_b]) for p in chunk]
 
                 def on_descriptions(desc: dict[str, str]) -> None:
@@ -339,17 +406,21 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
                 def on_stage(stage: str, count: int) -> None:
                     bar.set_postfix_str(f"{stage} x{count}", refresh=True)
 
-                res = run_pairs(chunk_pairs_p, backend, opts, done=done, on_descriptions=on_descriptions,
-                                on_stage=on_stage)
+                res = run_pairs(
+                    chunk_pairs_p, backend, opts, done=done, on_descriptions=on_descriptions, on_stage=on_stage
+                )
                 summary.calls += res.calls
                 summary.described += len(res.descriptions)
                 now = time.time()
-                _append_jsonl(state / "errors.jsonl", [{"run": run_id, "at": now, "source": source, **e}
-                                                       for e in res.errors])
+                _append_jsonl(
+                    state / "errors.jsonl", [{"run": run_id, "at": now, "source": source, **e} for e in res.errors]
+                )
                 new_failures = {a: r for a, r in res.image_failures.items() if a not in image_failed}
                 image_failed.update(new_failures)
-                _append_jsonl(state / "image_failures.jsonl",
-                              [{"run": run_id, "at": now, "asin": a, "reason": r} for a, r in new_failures.items()])
+                _append_jsonl(
+                    state / "image_failures.jsonl",
+                    [{"run": run_id, "at": now, "asin": a, "reason": r} for a, r in new_failures.items()],
+                )
                 _append_jsonl(state / "skipped.jsonl", [{"run": run_id, "at": now, **s} for s in res.skipped])
                 summary.errors += len(res.errors)
                 summary.skipped_pairs += len(res.skipped)
@@ -375,9 +446,21 @@ def run_distill(products: dict[str, Product], pairs: Sequence[CoBuyPair], out_di
         finally:
             bar.close()
             summary.seconds = time.monotonic() - t0
-            _append_jsonl(state / "runs.jsonl", [{"run": run_id, "event": "end", "at": time.time(), "shard": tag,
-                                                  "written": summary.written, "errors": summary.errors,
-                                                  "calls": summary.calls, "seconds": round(summary.seconds, 2)}])
+            _append_jsonl(
+                state / "runs.jsonl",
+                [
+                    {
+                        "run": run_id,
+                        "event": "end",
+                        "at": time.time(),
+                        "shard": tag,
+                        "written": summary.written,
+                        "errors": summary.errors,
+                        "calls": summary.calls,
+                        "seconds": round(summary.seconds, 2),
+                    }
+                ],
+            )
     return summary
 
 

@@ -9,6 +9,7 @@
   bare answers too); anything else is ``None`` ("unparsed") with the raw text kept as the reason.
 * :func:`join_prefill` – glue a backend's continuation to the opening it was forced to start with.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,9 +29,12 @@ _LEADING_ROLE = re.compile(r"^\s*(?:#+\s*)?(?:assistant|gpt|model|response|answe
 _NEXT_TURN = re.compile(r"\n\s*(?:#+\s*)?(?:user|human|###\s*instruction)\s*:.*\Z", re.IGNORECASE | re.DOTALL)
 
 #: "The potential co-buy intention [for these two products | for people purchasing <title>] could be / is"
-_LEAD_VARIANT = re.compile(r"^the\s+potential\s+co-?\s*buy(?:ing)?\s+intention\b.{0,300}?"
-                           r"\b(?:could|would|might|may|can)\s+be\b|^the\s+potential\s+co-?\s*buy(?:ing)?\s+"
-                           r"intention\b.{0,300}?\bis\b", re.IGNORECASE)
+_LEAD_VARIANT = re.compile(
+    r"^the\s+potential\s+co-?\s*buy(?:ing)?\s+intention\b.{0,300}?"
+    r"\b(?:could|would|might|may|can)\s+be\b|^the\s+potential\s+co-?\s*buy(?:ing)?\s+"
+    r"intention\b.{0,300}?\bis\b",
+    re.IGNORECASE,
+)
 _VERDICT = re.compile(r"^[\W_]*(yes|no)\b", re.IGNORECASE)
 
 
@@ -42,9 +46,8 @@ def strip_artefacts(text: str | None) -> str:
     out = _NEXT_TURN.sub("", out)
     out = _LEADING_ROLE.sub("", out, count=1)
     out = out.strip()
-    if len(out) >= 2 and out[0] == out[-1] and out[0] in "\"'“”":
-        out = out[1:-1].strip()
-    elif len(out) >= 2 and out[0] == "“" and out[-1] == "”":
+    quoted = (out[:1] == out[-1:] and out[:1] in ('"', "'")) or (out[:1], out[-1:]) == ("“", "”")
+    if len(out) >= 2 and quoted:
         out = out[1:-1].strip()
     return out
 
@@ -71,7 +74,7 @@ def join_prefill(prefill: str, continuation: str | None) -> str:
         return prefill.strip()
     if _LEAD_VARIANT.match(cont) or _starts_with_words(cont, INTENTION_LEAD) or _starts_with_words(cont, prefill):
         return cont
-    tail_phrase = prefill[len(INTENTION_LEAD):].strip() if _starts_with_words(prefill, INTENTION_LEAD) else ""
+    tail_phrase = prefill[len(INTENTION_LEAD) :].strip() if _starts_with_words(prefill, INTENTION_LEAD) else ""
     if tail_phrase and _starts_with_words(cont, tail_phrase):
         return f"{INTENTION_LEAD} {cont}"
     sep = "" if cont[0] in ",.;:!?" or prefill.endswith((" ", "\n")) else " "
@@ -88,13 +91,13 @@ def parse_intention(text: str | None, relation: str) -> tuple[str, list[str]]:
     phrase = relation_phrase(relation)
     rest: str
     if _starts_with_words(clean, opening):
-        rest = clean[len(opening):] if _norm(clean[:len(opening)]) == _norm(opening) else clean
+        rest = clean[len(opening) :] if _norm(clean[: len(opening)]) == _norm(opening) else clean
     elif m := _LEAD_VARIANT.match(clean):
-        rest = clean[m.end():]
+        rest = clean[m.end() :]
     elif phrase and _starts_with_words(clean, phrase):
-        rest = clean[len(phrase):]
+        rest = clean[len(phrase) :]
     elif _starts_with_words(clean, INTENTION_LEAD):
-        rest = clean[len(INTENTION_LEAD):]
+        rest = clean[len(INTENTION_LEAD) :]
     else:
         rest = clean
         flags.append("no_phrase")

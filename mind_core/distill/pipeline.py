@@ -16,21 +16,22 @@ the pair had no image at all), ``one_image`` (only one of the two products had a
 stacked image is a placeholder), ``filter_unparsed`` (the filter answer began with neither yes nor no),
 ``not_filtered`` (single-pair run stopped before the filter).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
 from mind_core import images as img
 from mind_core.distill.parsing import flags_text, join_prefill, parse_filter, parse_intention, strip_artefacts
-from mind_core.distill.prompts import describe_request, filter_request, intention_request, intention_opening
+from mind_core.distill.prompts import describe_request, filter_request, intention_opening, intention_request
 from mind_core.lvlm import answer_text
 from mind_core.lvlm.base import Backend, BackendError, GenParams, LVLMRequest, LVLMResponse, source_label
 from mind_core.schema import INTENTION_COLUMNS, RELATIONS, Product, intention_id, pair_id
@@ -68,12 +69,22 @@ class DistillOptions:
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def make_row(a: Product, b: Product, relation: str, intention: str, *, source: str, flags: Sequence[str] = (),
-             verdict: str | None = None, reason: str | None = None, p_yes: float | None = None,
-             created_at: str | None = None) -> dict:
+def make_row(
+    a: Product,
+    b: Product,
+    relation: str,
+    intention: str,
+    *,
+    source: str,
+    flags: Sequence[str] = (),
+    verdict: str | None = None,
+    reason: str | None = None,
+    p_yes: float | None = None,
+    created_at: str | None = None,
+) -> dict:
     """One KB intentions row (all of :data:`INTENTION_COLUMNS`)."""
     row = {
         "intention_id": intention_id(a.asin, b.asin, relation, source),
@@ -101,9 +112,10 @@ def _add_flags(row: dict, *extra: str) -> None:
 
 # --- images ----------------------------------------------------------------------------------------------------
 
-def product_images(products: Sequence[Product], options: DistillOptions,
-                   provided: Mapping[str, Image.Image | None] | None = None
-                   ) -> tuple[dict[str, Image.Image | None], dict[str, str]]:
+
+def product_images(
+    products: Sequence[Product], options: DistillOptions, provided: Mapping[str, Image.Image | None] | None = None
+) -> tuple[dict[str, Image.Image | None], dict[str, str]]:
     """First image of each product (``provided`` wins over fetching ``image_urls``). Returns
     ``(images, failures)`` where ``failures[asin]`` says why a product has no image."""
     out: dict[str, Image.Image | None] = {}
@@ -119,9 +131,10 @@ def product_images(products: Sequence[Product], options: DistillOptions,
         else:
             todo.append(p)
     if todo:
+
         def fetch(p: Product):
-            return img.fetch_first_image(p.image_urls, timeout=options.image_timeout,
-                                         cache_dir=options.image_cache_dir)
+            return img.fetch_first_image(p.image_urls, timeout=options.image_timeout, cache_dir=options.image_cache_dir)
+
         workers = max(1, min(options.image_workers, len(todo)))
         if workers == 1:
             results = [fetch(p) for p in todo]
@@ -149,6 +162,7 @@ def pair_image(image_a: Image.Image | None, image_b: Image.Image | None) -> tupl
 
 
 # --- one pair --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PairResult:
@@ -209,10 +223,16 @@ def _clean_description(text: str) -> str:
     return "\n\n".join(p for p in paras if p)
 
 
-def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions | None = None, *,
-              images: Mapping[str, Image.Image | None] | None = None,
-              should_cancel: Callable[[], bool] | None = None,
-              calls_per_generate: int = 1) -> Iterator[PairEvent]:
+def iter_pair(
+    a: Product,
+    b: Product,
+    backend: Backend,
+    options: DistillOptions | None = None,
+    *,
+    images: Mapping[str, Image.Image | None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    calls_per_generate: int = 1,
+) -> Iterator[PairEvent]:
     """Run the three stages for one pair, yielding :class:`PairEvent` as each call finishes.
 
     ``images`` gives images by ASIN (uploads); products not in it get their first reachable ``image_urls``.
@@ -252,8 +272,11 @@ def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions 
     for p in products:
         yield ev("image", asin=p.asin, image=res.images.get(p.asin), text=res.image_failures.get(p.asin))
     if opts.require_images and any(res.images.get(p.asin) is None for p in products):
-        missing = ", ".join(f"{p.asin} ({res.image_failures.get(p.asin, 'images turned off')})"
-                            for p in products if res.images.get(p.asin) is None)
+        missing = ", ".join(
+            f"{p.asin} ({res.image_failures.get(p.asin, 'images turned off')})"
+            for p in products
+            if res.images.get(p.asin) is None
+        )
         res.fatal_error = f"images required but missing for {missing}"
         yield ev("error", stage="images", text=res.fatal_error)
         yield ev("done", result=res)
@@ -267,7 +290,7 @@ def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions 
         for i in range(0, len(to_describe), step):
             if cancelled():
                 break
-            batch = to_describe[i:i + step]
+            batch = to_describe[i : i + step]
             outs = call([describe_request(p, res.images.get(p.asin)) for p in batch], opts.params)
             for p, out in zip(batch, outs):
                 text = "" if out.error else _clean_description(out.text)
@@ -289,7 +312,7 @@ def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions 
         for i in range(0, len(rels), step):
             if cancelled():
                 break
-            batch_rels = rels[i:i + step]
+            batch_rels = rels[i : i + step]
             reqs = [intention_request(res.a, res.b, r, stacked) for r in batch_rels]
             outs = call(reqs, opts.params)
             for r, req, out in zip(batch_rels, reqs, outs):
@@ -307,7 +330,7 @@ def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions 
             for i in range(0, len(todo), step):
                 if cancelled():
                     break
-                batch_rels = todo[i:i + step]
+                batch_rels = todo[i : i + step]
                 reqs = [filter_request(res.a, res.b, r, by_rel[r]["intention"], stacked) for r in batch_rels]
                 outs = call(reqs, fparams)
                 for r, out in zip(batch_rels, outs):
@@ -333,14 +356,22 @@ def iter_pair(a: Product, b: Product, backend: Backend, options: DistillOptions 
     yield ev("done", result=res)
 
 
-def run_pair(a: Product, b: Product, backend: Backend, options: DistillOptions | None = None, *,
-             images: Mapping[str, Image.Image | None] | None = None,
-             should_cancel: Callable[[], bool] | None = None,
-             on_event: Callable[[PairEvent], None] | None = None, calls_per_generate: int = 1) -> PairResult:
+def run_pair(
+    a: Product,
+    b: Product,
+    backend: Backend,
+    options: DistillOptions | None = None,
+    *,
+    images: Mapping[str, Image.Image | None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_event: Callable[[PairEvent], None] | None = None,
+    calls_per_generate: int = 1,
+) -> PairResult:
     """:func:`iter_pair` driven to the end; ``on_event`` sees every event. Returns the :class:`PairResult`."""
     result: PairResult | None = None
-    for event in iter_pair(a, b, backend, options, images=images, should_cancel=should_cancel,
-                           calls_per_generate=calls_per_generate):
+    for event in iter_pair(
+        a, b, backend, options, images=images, should_cancel=should_cancel, calls_per_generate=calls_per_generate
+    ):
         if on_event is not None:
             on_event(event)
         if event.kind == "done":
@@ -349,8 +380,9 @@ def run_pair(a: Product, b: Product, backend: Backend, options: DistillOptions |
     return result
 
 
-def _intention_row(a: Product, b: Product, relation: str, req: LVLMRequest, out: LVLMResponse, source: str,
-                   base_flags: Sequence[str]) -> tuple[dict | None, str | None]:
+def _intention_row(
+    a: Product, b: Product, relation: str, req: LVLMRequest, out: LVLMResponse, source: str, base_flags: Sequence[str]
+) -> tuple[dict | None, str | None]:
     if out.error:
         return None, out.error
     if "prefill_applied" in out.meta:  # the backend says whether ``text`` continues the prefill
@@ -373,6 +405,7 @@ def _apply_filter(row: dict, out: LVLMResponse) -> None:
 
 # --- many pairs ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class ChunkResult:
     #: complete KB rows (intention + filter)
@@ -387,10 +420,15 @@ class ChunkResult:
     calls: int = 0
 
 
-def run_pairs(pairs: Sequence[tuple[Product, Product]], backend: Backend, options: DistillOptions | None = None,
-              *, done: set[tuple[str, str]] | frozenset = frozenset(),
-              on_descriptions: Callable[[dict[str, str]], None] | None = None,
-              on_stage: Callable[[str, int], None] | None = None) -> ChunkResult:
+def run_pairs(
+    pairs: Sequence[tuple[Product, Product]],
+    backend: Backend,
+    options: DistillOptions | None = None,
+    *,
+    done: set[tuple[str, str]] | frozenset = frozenset(),
+    on_descriptions: Callable[[dict[str, str]], None] | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
+) -> ChunkResult:
     """The three stages for many pairs, one ``generate`` call per stage.
 
     ``done`` holds ``(pair_id, relation)`` keys to skip. ``on_descriptions`` is called right after stage 1 with
@@ -425,8 +463,12 @@ def run_pairs(pairs: Sequence[tuple[Product, Product]], backend: Backend, option
         for a, b, rels in work:
             miss = [x.asin for x in (a, b) if images.get(x.asin) is None]
             if miss:
-                res.skipped.append({"pair_id": pair_id(a.asin, b.asin),
-                                    "reason": "no image for " + ", ".join(f"{m} ({failures.get(m)})" for m in miss)})
+                res.skipped.append(
+                    {
+                        "pair_id": pair_id(a.asin, b.asin),
+                        "reason": "no image for " + ", ".join(f"{m} ({failures.get(m)})" for m in miss),
+                    }
+                )
             else:
                 kept.append((a, b, rels))
         work = kept
@@ -441,8 +483,7 @@ def run_pairs(pairs: Sequence[tuple[Product, Product]], backend: Backend, option
         return out
 
     # stage 1
-    needed = list(dict.fromkeys(x.asin for a, b, _ in work for x in (a, b)
-                                if _needs_description(x, opts.describe)))
+    needed = list(dict.fromkeys(x.asin for a, b, _ in work for x in (a, b) if _needs_description(x, opts.describe)))
     failed_products: set[str] = set()
     if needed:
         outs = call("describe", [describe_request(by_asin[s], images.get(s)) for s in needed], opts.params)
@@ -462,9 +503,16 @@ def run_pairs(pairs: Sequence[tuple[Product, Product]], backend: Backend, option
             bad = [x.asin for x in (a, b) if x.asin in failed_products]
             if bad:
                 for r in rels:
-                    res.errors.append({"stage": "describe", "pair_id": pair_id(a.asin, b.asin), "asin_a": a.asin,
-                                       "asin_b": b.asin, "relation": r,
-                                       "error": f"stage 1 failed for {', '.join(bad)}"})
+                    res.errors.append(
+                        {
+                            "stage": "describe",
+                            "pair_id": pair_id(a.asin, b.asin),
+                            "asin_a": a.asin,
+                            "asin_b": b.asin,
+                            "relation": r,
+                            "error": f"stage 1 failed for {', '.join(bad)}",
+                        }
+                    )
             else:
                 kept.append((a, b, rels))
         work = kept
@@ -487,20 +535,37 @@ def run_pairs(pairs: Sequence[tuple[Product, Product]], backend: Backend, option
         pid = pair_id(a.asin, b.asin)
         row, err = _intention_row(a, b, r, req, out, source, stacked[pid][1] + text_only)
         if err:
-            res.errors.append({"stage": "intention", "pair_id": pid, "asin_a": a.asin, "asin_b": b.asin,
-                               "relation": r, "error": err})
+            res.errors.append(
+                {"stage": "intention", "pair_id": pid, "asin_a": a.asin, "asin_b": b.asin, "relation": r, "error": err}
+            )
             continue
         made.append(row)
 
     # stage 3
     if opts.run_filter and made:
-        freqs = [filter_request(by_asin[row["asin_a"]], by_asin[row["asin_b"]], row["relation"], row["intention"],
-                                stacked[row["pair_id"]][0]) for row in made]
+        freqs = [
+            filter_request(
+                by_asin[row["asin_a"]],
+                by_asin[row["asin_b"]],
+                row["relation"],
+                row["intention"],
+                stacked[row["pair_id"]][0],
+            )
+            for row in made
+        ]
         outs = call("filter", freqs, fparams)
         for row, out in zip(made, outs):
             if out.error:
-                res.errors.append({"stage": "filter", "pair_id": row["pair_id"], "asin_a": row["asin_a"],
-                                   "asin_b": row["asin_b"], "relation": row["relation"], "error": out.error})
+                res.errors.append(
+                    {
+                        "stage": "filter",
+                        "pair_id": row["pair_id"],
+                        "asin_a": row["asin_a"],
+                        "asin_b": row["asin_b"],
+                        "relation": row["relation"],
+                        "error": out.error,
+                    }
+                )
                 continue
             _apply_filter(row, out)
             res.rows.append(row)

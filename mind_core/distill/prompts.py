@@ -9,6 +9,7 @@ Wording is our own and follows the method (MIND, arXiv 2406.10701):
 3. filter: the same inputs + the relation and the intention -> answering as a consumer eager to buy A or B,
    critically: would this intention make you buy both at the same time? "Yes, ..." or "No, ..." + reason.
 """
+
 from __future__ import annotations
 
 from PIL import Image
@@ -56,25 +57,23 @@ def intention_request(a: Product, b: Product, relation: str, stacked: Image.Imag
     """Stage 2: one co-buy intention for (A, B) and one relation; the answer is forced to begin with the
     relation's opening (sent as the assistant-turn prefix where the backend supports it)."""
     opening = intention_opening(relation)
-    image_note = ("The image shows product A at the top and product B at the bottom.\n"
-                  if stacked is not None else "")
+    image_note = "The image shows product A at the top and product B at the bottom.\n" if stacked is not None else ""
     prompt = (
         f"{image_note}{_product_block('A', a, 'upper' if stacked is not None else None)}\n"
         f"{_product_block('B', b, 'lower' if stacked is not None else None)}\n\n"
         "A customer bought product A and product B together. What is the most likely human-centric reason, "
         "the customer's intention, for buying both? "
-        f"Answer within {MAX_INTENTION_WORDS} words, and begin your answer with \"{opening}\"."
+        f'Answer within {MAX_INTENTION_WORDS} words, and begin your answer with "{opening}".'
     )
-    return LVLMRequest(prompt=prompt, images=[stacked] if stacked is not None else [], system=SYSTEM_PROMPT,
-                       prefill=opening)
+    return LVLMRequest(
+        prompt=prompt, images=[stacked] if stacked is not None else [], system=SYSTEM_PROMPT, prefill=opening
+    )
 
 
-def filter_request(a: Product, b: Product, relation: str, intention: str,
-                   stacked: Image.Image | None) -> LVLMRequest:
+def filter_request(a: Product, b: Product, relation: str, intention: str, stacked: Image.Image | None) -> LVLMRequest:
     """Stage 3 (role-aware filter): the model answers as the shopper; P(yes) is read off the first token."""
     phrase = relation_phrase(relation) or "(open relation)"
-    image_note = ("The image shows product A at the top and product B at the bottom.\n"
-                  if stacked is not None else "")
+    image_note = "The image shows product A at the top and product B at the bottom.\n" if stacked is not None else ""
     prompt = (
         f"{image_note}{_product_block('A', a, 'upper' if stacked is not None else None)}\n"
         f"{_product_block('B', b, 'lower' if stacked is not None else None)}\n\n"
@@ -82,8 +81,9 @@ def filter_request(a: Product, b: Product, relation: str, intention: str,
         f"Suggested co-buy intention: {intention.strip()}\n\n"
         "Imagine you are a consumer who is eager to buy product A or product B. Would this intention make you "
         "buy both products at the same time? Be critical: say yes only if the intention is specific, plausible "
-        "and really explains buying both together. Answer \"Yes\" or \"No\" first, then give your reason in one "
+        'and really explains buying both together. Answer "Yes" or "No" first, then give your reason in one '
         "or two sentences."
     )
-    return LVLMRequest(prompt=prompt, images=[stacked] if stacked is not None else [], system=SYSTEM_PROMPT,
-                       want_yes_prob=True)
+    return LVLMRequest(
+        prompt=prompt, images=[stacked] if stacked is not None else [], system=SYSTEM_PROMPT, want_yes_prob=True
+    )

@@ -32,6 +32,7 @@ Methods (all return one :class:`Prediction` per question):
 LVLM answers are appended to a JSONL answer cache keyed by (task, variant, question id, method, backend, model,
 SHA-1 of the prompt) as soon as each batch returns, so a killed run resumes where it stopped and a re-run is free.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,9 +40,10 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +52,11 @@ METHODS: tuple[str, ...] = ("overlap", "embed", "embed+kb", "lvlm", "lvlm+kb")
 KB_METHODS = frozenset({"embed+kb", "lvlm+kb"})
 LVLM_METHODS = frozenset({"lvlm", "lvlm+kb"})
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-MIN_SCORED_CHOICES = 4          # the benchmark skips questions with fewer options
-KB_INTENTION_WORDS = 60         # retrieved intentions are cut to this many words in lvlm+kb prompts
+MIN_SCORED_CHOICES = 4  # the benchmark skips questions with fewer options
+KB_INTENTION_WORDS = 60  # retrieved intentions are cut to this many words in lvlm+kb prompts
 DEFAULT_K = 5
 DEFAULT_BOOTSTRAP = 1000
-LVLM_MAX_NEW_TOKENS = 10        # upstream's 0-shot setting
+LVLM_MAX_NEW_TOKENS = 10  # upstream's 0-shot setting
 
 ProgressFn = Callable[[int, int], None]
 
@@ -65,13 +67,14 @@ class DataError(ValueError):
 
 # --- questions ---------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Question:
     id: str
     task: str
     variant: str
     question: str
-    products: tuple[tuple[str, str], ...]      # (asin, title), as shown in the question
+    products: tuple[tuple[str, str], ...]  # (asin, title), as shown in the question
     choices: tuple[str, ...]
     answer_index: int
     relation: str
@@ -123,13 +126,13 @@ def intention_clause(q: Question) -> str:
     title = q.products[0][1] if q.products else ""
     prefix = f"A customer buys {title}"
     if title and first.startswith(prefix):
-        first = first[len(prefix):]
+        first = first[len(prefix) :]
     return first.lstrip(" ,")
 
 
 def zero_shot_prompt(question: str, choices: Sequence[str]) -> str:
     """The upstream 0-shot prompt: stem, lettered options, "Answer A or B or C or D only without any other word."."""
-    letters = LETTERS[:len(choices)]
+    letters = LETTERS[: len(choices)]
     options = "\n".join(f"{letter}. {text}" for letter, text in zip(letters, choices))
     return f"{question}\n{options}\nAnswer {' or '.join(letters)} only without any other word."
 
@@ -147,7 +150,7 @@ def parse_question(obj: Any, path: Path, line: int) -> Question:
         if name not in obj:
             raise _fail(path, line, f"field '{name}' is missing")
         value = obj[name]
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise _fail(path, line, f"field '{name}': expected {what}, got {json.dumps(value)[:60]}")
         return value
 
@@ -168,8 +171,9 @@ def parse_question(obj: Any, path: Path, line: int) -> Question:
         raise _fail(path, line, f"field 'answer_index': {answer} is outside 0..{len(choices) - 1}")
     letter = obj.get("answer_letter")
     if letter is not None and letter != LETTERS[answer]:
-        raise _fail(path, line, f"field 'answer_letter': {letter!r} disagrees with answer_index {answer} "
-                                f"({LETTERS[answer]!r})")
+        raise _fail(
+            path, line, f"field 'answer_letter': {letter!r} disagrees with answer_index {answer} ({LETTERS[answer]!r})"
+        )
     products = need("products", list, "a list of {asin, title} objects")
     prods = []
     for i, p in enumerate(products):
@@ -190,10 +194,20 @@ def parse_question(obj: Any, path: Path, line: int) -> Question:
     if prompt is not None and not isinstance(prompt, str):
         raise _fail(path, line, "field 'prompt_0shot': expected a string")
     return Question(
-        id=qid, task=task, variant=str(obj.get("variant") or "mixRelation"), question=question,
-        products=tuple(prods), choices=tuple(choices), answer_index=answer,
-        relation=str(obj.get("relation") or "all"), typicality=None if typ is None else float(typ),
-        item_a_id=a_id, item_b_id=b_id, prompt_0shot=prompt or zero_shot_prompt(question, choices), line=line)
+        id=qid,
+        task=task,
+        variant=str(obj.get("variant") or "mixRelation"),
+        question=question,
+        products=tuple(prods),
+        choices=tuple(choices),
+        answer_index=answer,
+        relation=str(obj.get("relation") or "all"),
+        typicality=None if typ is None else float(typ),
+        item_a_id=a_id,
+        item_b_id=b_id,
+        prompt_0shot=prompt or zero_shot_prompt(question, choices),
+        line=line,
+    )
 
 
 def load_questions(path: str | Path, *, limit: int | None = None) -> list[Question]:
@@ -201,8 +215,9 @@ def load_questions(path: str | Path, *, limit: int | None = None) -> list[Questi
     Duplicate (task, variant, id) keys are an error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such IntentionQA file (the format is described in "
-                                "data/intentionqa/README.md)")
+        raise FileNotFoundError(
+            f"{path}: no such IntentionQA file (the format is described in data/intentionqa/README.md)"
+        )
     out: list[Question] = []
     seen: dict[str, int] = {}
     with open(path, encoding="utf-8") as fh:
@@ -242,6 +257,7 @@ def sample_questions(questions: Sequence[Question], n: int | None, seed: int = 0
 
 # --- scoring -----------------------------------------------------------------------------------------------------
 
+
 def parse_letter(text: str | None) -> str | None:
     """The benchmark's 0-shot answer reading: strip ``.`` (and surrounding whitespace), first character
     upper-cased. None when nothing is left."""
@@ -254,7 +270,7 @@ def parse_letter(text: str | None) -> str | None:
 def answer_letter_for(question: Question, text: str | None) -> str | None:
     """The parsed letter if it names one of this question's options, else None (scored wrong)."""
     letter = parse_letter(text)
-    return letter if letter is not None and letter in LETTERS[:question.n_choices] else None
+    return letter if letter is not None and letter in LETTERS[: question.n_choices] else None
 
 
 @dataclass
@@ -262,29 +278,39 @@ class Prediction:
     key: str
     id: str
     method: str
-    letter: str | None               # the chosen option (None: no valid letter)
-    correct: bool | None              # None when the question is not scored (< 4 options) or the call failed
+    letter: str | None  # the chosen option (None: no valid letter)
+    correct: bool | None  # None when the question is not scored (< 4 options) or the call failed
     scored: bool
     gold: str
     relation: str
     typicality: str
-    raw: str | None = None            # model output (lvlm methods)
-    error: str | None = None          # backend error (lvlm methods): left out of accuracy, counted
+    raw: str | None = None  # model output (lvlm methods)
+    error: str | None = None  # backend error (lvlm methods): left out of accuracy, counted
     scores: list[float] | None = None  # per-choice scores (overlap / embed methods)
-    retrieved: list[dict[str, Any]] = field(default_factory=list)   # kb methods: intention_id, intention, score
+    retrieved: list[dict[str, Any]] = field(default_factory=list)  # kb methods: intention_id, intention, score
     cached: bool = False
 
 
 def make_prediction(q: Question, method: str, letter: str | None, **extra: Any) -> Prediction:
     error = extra.get("error")
     scored = q.scored and error is None
-    return Prediction(key=q.key, id=q.id, method=method, letter=letter,
-                      correct=(letter == q.answer_letter) if scored else None, scored=scored,
-                      gold=q.answer_letter, relation=q.relation, typicality=q.typicality_bucket, **extra)
+    return Prediction(
+        key=q.key,
+        id=q.id,
+        method=method,
+        letter=letter,
+        correct=(letter == q.answer_letter) if scored else None,
+        scored=scored,
+        gold=q.answer_letter,
+        relation=q.relation,
+        typicality=q.typicality_bucket,
+        **extra,
+    )
 
 
-def bootstrap_ci(outcomes: Sequence[bool] | np.ndarray, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    outcomes: Sequence[bool] | np.ndarray, *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of 0/1 outcomes (seeded: same input + seed -> same interval)."""
     x = np.asarray(outcomes, dtype=np.float64)
     if len(x) == 0:
@@ -322,29 +348,41 @@ def summarize(preds: Sequence[Prediction], *, n_boot: int = DEFAULT_BOOTSTRAP, s
     return out
 
 
-def paired_difference(base: Sequence[Any], other: Sequence[Any], *, n_boot: int = DEFAULT_BOOTSTRAP,
-                      seed: int = 0) -> dict[str, Any]:
+def paired_difference(
+    base: Sequence[Any], other: Sequence[Any], *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0
+) -> dict[str, Any]:
     """Accuracy of ``other`` minus ``base`` on the questions both scored, with a paired percentile bootstrap
     interval (questions resampled together, so the shared difficulty cancels out)."""
-    def get(p: Any, name: str) -> Any:     # Prediction objects or their JSON dicts (dashboard)
+
+    def get(p: Any, name: str) -> Any:  # Prediction objects or their JSON dicts (dashboard)
         return p[name] if isinstance(p, dict) else getattr(p, name)
 
     by_key = {get(p, "key"): p for p in other}
-    pairs = [(bool(get(p, "correct")), bool(get(by_key[get(p, "key")], "correct"))) for p in base
-             if get(p, "scored") and get(p, "key") in by_key and get(by_key[get(p, "key")], "scored")]
+    pairs = [
+        (bool(get(p, "correct")), bool(get(by_key[get(p, "key")], "correct")))
+        for p in base
+        if get(p, "scored") and get(p, "key") in by_key and get(by_key[get(p, "key")], "scored")
+    ]
     diff = np.array([int(o) - int(b) for b, o in pairs], dtype=np.float64)
     lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed) if len(diff) else (math.nan, math.nan)
-    return {"n": len(pairs), "diff": float(diff.mean()) if len(diff) else math.nan, "ci95": [lo, hi],
-            "only_other_right": int((diff > 0).sum()), "only_base_right": int((diff < 0).sum())}
+    return {
+        "n": len(pairs),
+        "diff": float(diff.mean()) if len(diff) else math.nan,
+        "ci95": [lo, hi],
+        "only_other_right": int((diff > 0).sum()),
+        "only_base_right": int((diff < 0).sum()),
+    }
 
 
 KB_BASE = {"embed+kb": "embed", "lvlm+kb": "lvlm"}
 
 
 def format_difference(base: str, other: str, d: dict[str, Any]) -> str:
-    return (f"{other} - {base}: {100 * d['diff']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
-            f"(paired bootstrap, n={d['n']}; {d['only_other_right']} questions only {other} gets right, "
-            f"{d['only_base_right']} only {base})")
+    return (
+        f"{other} - {base}: {100 * d['diff']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
+        f"(paired bootstrap, n={d['n']}; {d['only_other_right']} questions only {other} gets right, "
+        f"{d['only_base_right']} only {base})"
+    )
 
 
 # --- the methods -------------------------------------------------------------------------------------------------
@@ -382,16 +420,21 @@ def run_overlap(questions: Sequence[Question], progress: ProgressFn | None = Non
 class TextVectors:
     """Embeddings of the distinct question and choice texts, encoded once through the persistent cache."""
 
-    def __init__(self, questions: Sequence[Question], embed_model: str | None = None,
-                 progress: ProgressFn | None = None, chunk: int = 256):
+    def __init__(
+        self,
+        questions: Sequence[Question],
+        embed_model: str | None = None,
+        progress: ProgressFn | None = None,
+        chunk: int = 256,
+    ):
         from mind_core.embed import get_embedder
 
         self.embedder = get_embedder(embed_model)
         texts = list(dict.fromkeys(t for q in questions for t in (q.question, *q.choices)))
         self._row = {t: i for i, t in enumerate(texts)}
         parts = []
-        for start in range(0, len(texts), chunk):   # chunks so a progress bar can move
-            parts.append(self.embedder.encode_cached(texts[start:start + chunk]))
+        for start in range(0, len(texts), chunk):  # chunks so a progress bar can move
+            parts.append(self.embedder.encode_cached(texts[start : start + chunk]))
             if progress:
                 progress(min(start + chunk, len(texts)), len(texts))
         self.vecs = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
@@ -403,8 +446,9 @@ class TextVectors:
         return self.vecs[[self._row[t] for t in texts]]
 
 
-def run_embed(questions: Sequence[Question], vectors: TextVectors,
-              progress: ProgressFn | None = None) -> list[Prediction]:
+def run_embed(
+    questions: Sequence[Question], vectors: TextVectors, progress: ProgressFn | None = None
+) -> list[Prediction]:
     preds = []
     for i, q in enumerate(questions, 1):
         s = vectors.many(q.choices) @ vectors(q.question)
@@ -416,8 +460,8 @@ def run_embed(questions: Sequence[Question], vectors: TextVectors,
 
 @dataclass
 class Retrieval:
-    rows: np.ndarray           # KB row numbers (FAISS ids)
-    sims: np.ndarray           # cosine similarities to the question
+    rows: np.ndarray  # KB row numbers (FAISS ids)
+    sims: np.ndarray  # cosine similarities to the question
 
     def weights(self) -> np.ndarray:
         w = np.clip(self.sims.astype(np.float64), 0.0, None)
@@ -430,8 +474,10 @@ def retrieve(kb, questions: Sequence[Question], vectors: TextVectors, k: int) ->
     from mind_core.index import search as faiss_search
 
     if vectors.embedder.model_name != kb.embed_model:
-        raise ValueError(f"the question vectors use {vectors.embedder.model_name!r} but the KB's index was built "
-                         f"with {kb.embed_model!r}")
+        raise ValueError(
+            f"the question vectors use {vectors.embedder.model_name!r} but the KB's index was built "
+            f"with {kb.embed_model!r}"
+        )
     if not questions:
         return {}
     qv = vectors.many([q.question for q in questions])
@@ -444,14 +490,23 @@ def retrieved_records(kb, r: Retrieval) -> list[dict[str, Any]]:
     out = []
     for row, sim, w in zip(r.rows, r.sims, r.weights()):
         rec = df.iloc[int(row)]
-        out.append({"row": int(row), "intention_id": rec["intention_id"], "pair_id": rec["pair_id"],
-                    "relation": str(rec["relation"]), "intention": rec["intention"], "score": round(float(sim), 6),
-                    "weight": round(float(w), 6)})
+        out.append(
+            {
+                "row": int(row),
+                "intention_id": rec["intention_id"],
+                "pair_id": rec["pair_id"],
+                "relation": str(rec["relation"]),
+                "intention": rec["intention"],
+                "score": round(float(sim), 6),
+                "weight": round(float(w), 6),
+            }
+        )
     return out
 
 
-def embed_kb_scores(q_vec: np.ndarray, choice_vecs: np.ndarray, knowledge_vecs: np.ndarray,
-                    weights: np.ndarray) -> np.ndarray:
+def embed_kb_scores(
+    q_vec: np.ndarray, choice_vecs: np.ndarray, knowledge_vecs: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
     """score(c) = cos(q, c) + Σ_j w_j cos(r_j, c)  (all vectors L2-normalised)."""
     s = choice_vecs @ q_vec
     if len(knowledge_vecs):
@@ -459,8 +514,9 @@ def embed_kb_scores(q_vec: np.ndarray, choice_vecs: np.ndarray, knowledge_vecs: 
     return s
 
 
-def run_embed_kb(questions: Sequence[Question], vectors: TextVectors, kb, k: int,
-                 progress: ProgressFn | None = None) -> list[Prediction]:
+def run_embed_kb(
+    questions: Sequence[Question], vectors: TextVectors, kb, k: int, progress: ProgressFn | None = None
+) -> list[Prediction]:
     hits = retrieve(kb, questions, vectors, k)
     emb = kb.embeddings
     preds = []
@@ -468,14 +524,22 @@ def run_embed_kb(questions: Sequence[Question], vectors: TextVectors, kb, k: int
         r = hits[q.key]
         know = np.asarray(emb[r.rows], dtype=np.float32)
         s = embed_kb_scores(vectors(q.question), vectors.many(q.choices), know, r.weights())
-        preds.append(make_prediction(q, "embed+kb", _argmax_letter(s), scores=[round(float(x), 6) for x in s],
-                                     retrieved=retrieved_records(kb, r)))
+        preds.append(
+            make_prediction(
+                q,
+                "embed+kb",
+                _argmax_letter(s),
+                scores=[round(float(x), 6) for x in s],
+                retrieved=retrieved_records(kb, r),
+            )
+        )
         if progress and (i % 200 == 0 or i == len(questions)):
             progress(i, len(questions))
     return preds
 
 
 # --- LVLM methods ------------------------------------------------------------------------------------------------
+
 
 def _cut_words(text: str, n: int) -> str:
     words = " ".join(text.split()).split(" ")
@@ -487,8 +551,10 @@ def lvlm_prompt(q: Question, knowledge: Sequence[str] = ()) -> str:
     if not knowledge:
         return q.prompt_0shot
     lines = "\n".join(f"- {_cut_words(t, KB_INTENTION_WORDS)}" for t in knowledge)
-    return ("Background knowledge: reasons why shoppers bought similar products together, from a knowledge base "
-            f"(they may or may not apply):\n{lines}\n\n{q.prompt_0shot}")
+    return (
+        "Background knowledge: reasons why shoppers bought similar products together, from a knowledge base "
+        f"(they may or may not apply):\n{lines}\n\n{q.prompt_0shot}"
+    )
 
 
 class AnswerCache:
@@ -529,16 +595,25 @@ class AnswerCache:
             if self.path.exists() and self.path.stat().st_size:
                 with open(self.path, "rb") as fh:
                     fh.seek(-1, 2)
-                    torn = fh.read(1) != b"\n"    # a killed writer left half a line: start a fresh one
+                    torn = fh.read(1) != b"\n"  # a killed writer left half a line: start a fresh one
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write("\n" if torn else "")
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
                 fh.flush()
 
 
-def run_lvlm(questions: Sequence[Question], backend, *, method: str = "lvlm", kb=None,
-             vectors: TextVectors | None = None, k: int = DEFAULT_K, cache: AnswerCache | None = None,
-             batch_size: int = 8, progress: ProgressFn | None = None) -> list[Prediction]:
+def run_lvlm(
+    questions: Sequence[Question],
+    backend,
+    *,
+    method: str = "lvlm",
+    kb=None,
+    vectors: TextVectors | None = None,
+    k: int = DEFAULT_K,
+    cache: AnswerCache | None = None,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+) -> list[Prediction]:
     """Ask ``backend`` each question (``lvlm``) or each question with the retrieved intentions (``lvlm+kb``)."""
     from mind_core.lvlm.base import GenParams, LVLMRequest
 
@@ -564,15 +639,23 @@ def run_lvlm(questions: Sequence[Question], backend, *, method: str = "lvlm", kb
         progress(done, len(questions))
     errors: dict[str, str] = {}
     for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+        batch = todo[start : start + batch_size]
         responses = backend.generate([LVLMRequest(prompt=prompts[q.key]) for q in batch], params)
         fresh = []
         for q, resp in zip(batch, responses):
             if resp.error:
-                errors[q.key] = resp.error          # not cached: retried on the next run
+                errors[q.key] = resp.error  # not cached: retried on the next run
                 continue
-            fresh.append({"cache_key": keys[q.key], "key": q.key, "method": method, "backend": backend.name,
-                          "model": backend.model, "raw": resp.text})
+            fresh.append(
+                {
+                    "cache_key": keys[q.key],
+                    "key": q.key,
+                    "method": method,
+                    "backend": backend.name,
+                    "model": backend.model,
+                    "raw": resp.text,
+                }
+            )
         cache.add_many(fresh)
         done += len(batch)
         if progress:
@@ -581,15 +664,25 @@ def run_lvlm(questions: Sequence[Question], backend, *, method: str = "lvlm", kb
     for q in questions:
         rec = cache.get(keys[q.key])
         if rec is None:
-            preds.append(make_prediction(q, method, None, error=errors.get(q.key, "no answer"),
-                                         retrieved=retrieved[q.key]))
+            preds.append(
+                make_prediction(q, method, None, error=errors.get(q.key, "no answer"), retrieved=retrieved[q.key])
+            )
             continue
-        preds.append(make_prediction(q, method, answer_letter_for(q, rec["raw"]), raw=rec["raw"],
-                                     retrieved=retrieved[q.key], cached=q.key not in asked))
+        preds.append(
+            make_prediction(
+                q,
+                method,
+                answer_letter_for(q, rec["raw"]),
+                raw=rec["raw"],
+                retrieved=retrieved[q.key],
+                cached=q.key not in asked,
+            )
+        )
     return preds
 
 
 # --- one entry point for CLI and dashboard -----------------------------------------------------------------------
+
 
 @dataclass
 class MethodResult:
@@ -602,16 +695,33 @@ class MethodResult:
     seconds: float = 0.0
 
     def to_json(self, with_predictions: bool = True) -> dict[str, Any]:
-        out = {"method": self.method, "k": self.k, "backend": self.backend, "model": self.model,
-               "seconds": round(self.seconds, 2), **self.summary}
+        out = {
+            "method": self.method,
+            "k": self.k,
+            "backend": self.backend,
+            "model": self.model,
+            "seconds": round(self.seconds, 2),
+            **self.summary,
+        }
         if with_predictions:
             out["predictions"] = [asdict(p) for p in self.predictions]
         return out
 
 
-def evaluate(questions: Sequence[Question], method: str, *, kb=None, k: int = DEFAULT_K, backend=None,
-             cache: AnswerCache | None = None, vectors: TextVectors | None = None, n_boot: int = DEFAULT_BOOTSTRAP,
-             seed: int = 0, batch_size: int = 8, progress: ProgressFn | None = None) -> MethodResult:
+def evaluate(
+    questions: Sequence[Question],
+    method: str,
+    *,
+    kb=None,
+    k: int = DEFAULT_K,
+    backend=None,
+    cache: AnswerCache | None = None,
+    vectors: TextVectors | None = None,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+) -> MethodResult:
     """Run one method over ``questions`` and summarise it. ``vectors`` can be shared between methods."""
     import time
 
@@ -633,13 +743,26 @@ def evaluate(questions: Sequence[Question], method: str, *, kb=None, k: int = DE
         elif method == "embed+kb":
             preds = run_embed_kb(questions, vectors, kb, k, progress)
         else:
-            preds = run_lvlm(questions, backend, method=method, kb=kb, vectors=vectors, k=k, cache=cache,
-                             batch_size=batch_size, progress=progress)
-    return MethodResult(method=method, k=k if method in KB_METHODS else None,
-                        summary=summarize(preds, n_boot=n_boot, seed=seed), predictions=preds,
-                        backend=getattr(backend, "name", None) if method in LVLM_METHODS else None,
-                        model=getattr(backend, "model", None) if method in LVLM_METHODS else None,
-                        seconds=time.perf_counter() - t0)
+            preds = run_lvlm(
+                questions,
+                backend,
+                method=method,
+                kb=kb,
+                vectors=vectors,
+                k=k,
+                cache=cache,
+                batch_size=batch_size,
+                progress=progress,
+            )
+    return MethodResult(
+        method=method,
+        k=k if method in KB_METHODS else None,
+        summary=summarize(preds, n_boot=n_boot, seed=seed),
+        predictions=preds,
+        backend=getattr(backend, "name", None) if method in LVLM_METHODS else None,
+        model=getattr(backend, "model", None) if method in LVLM_METHODS else None,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def format_result(name: str, r: MethodResult) -> str:
@@ -655,6 +778,7 @@ def format_result(name: str, r: MethodResult) -> str:
 
 
 # --- dashboard helpers -------------------------------------------------------------------------------------------
+
 
 def data_files() -> list[Path]:
     """IntentionQA files the dashboard offers: the vendored subsets in ``data/intentionqa/`` and every ``*.jsonl``
@@ -672,13 +796,24 @@ def data_files() -> list[Path]:
 
 def question_view(q: Question) -> dict[str, Any]:
     """What the question browser shows (plain data, picklable)."""
-    return {"key": q.key, "id": q.id, "task": q.task, "question": q.question, "choices": list(q.choices),
-            "answer_letter": q.answer_letter, "products": [list(p) for p in q.products], "scored": q.scored,
-            "relation": q.relation, "typicality": q.typicality_bucket, "pair_id": q.pair_id}
+    return {
+        "key": q.key,
+        "id": q.id,
+        "task": q.task,
+        "question": q.question,
+        "choices": list(q.choices),
+        "answer_letter": q.answer_letter,
+        "products": [list(p) for p in q.products],
+        "scored": q.scored,
+        "relation": q.relation,
+        "typicality": q.typicality_bucket,
+        "pair_id": q.pair_id,
+    }
 
 
-def select_questions(path: str | Path, *, n: int | None, seed: int = 0,
-                     exclude_pair_ids: Iterable[str] | None = None) -> tuple[list[Question], int]:
+def select_questions(
+    path: str | Path, *, n: int | None, seed: int = 0, exclude_pair_ids: Iterable[str] | None = None
+) -> tuple[list[Question], int]:
     """Load a file, optionally drop the KB's pairs, then take a seeded sample of ``n``: (questions, dropped)."""
     questions = load_questions(path)
     dropped = 0

@@ -10,12 +10,14 @@ Co-buy pairs are the ``also_buy`` links whose two products are both in the file.
 gives one pair (A = the smaller ASIN); otherwise A is the product whose ``also_buy`` names B. The order is
 deterministic: by the position of the link's first appearance in the file.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from mind_core.loaders.kb_files import iter_text_lines
 from mind_core.schema import CoBuyPair, Product, ValidationError
@@ -39,8 +41,10 @@ class AmazonReport:
             self.errors.append(str(err))
 
     def summary(self) -> str:
-        text = (f"{self.path}: {self.products} products, {self.pairs} co-buy pairs from {self.lines} lines"
-                f" ({self.dangling_links} also_buy links to products not in the file")
+        text = (
+            f"{self.path}: {self.products} products, {self.pairs} co-buy pairs from {self.lines} lines"
+            f" ({self.dangling_links} also_buy links to products not in the file"
+        )
         if self.duplicates:
             text += f", {self.duplicates} repeated ASINs ignored"
         text += ")"
@@ -79,12 +83,18 @@ def parse_product_line(row: Any, where: dict) -> tuple[Product, list[str]]:
         raise ValidationError(f"expected a JSON object, got {type(row).__name__}", **where)
     asin = row.get("asin")
     if not isinstance(asin, str) or not asin.strip():
-        raise ValidationError("missing required field" if asin is None else
-                              f"expected a non-empty string, got {str(asin)[:40]!r}", field="asin", **where)
+        raise ValidationError(
+            "missing required field" if asin is None else f"expected a non-empty string, got {str(asin)[:40]!r}",
+            field="asin",
+            **where,
+        )
     title = row.get("title")
     if not isinstance(title, str):
-        raise ValidationError("missing required field" if title is None else
-                              f"expected str, got {type(title).__name__}", field="title", **where)
+        raise ValidationError(
+            "missing required field" if title is None else f"expected str, got {type(title).__name__}",
+            field="title",
+            **where,
+        )
     if not title.strip():
         raise ValidationError("must not be empty", field="title", **where)
     description = "\n".join(_str_list(row, "description", where))
@@ -94,13 +104,19 @@ def parse_product_line(row: Any, where: dict) -> tuple[Product, list[str]]:
     if not category and isinstance(row.get("main_cat"), str):
         category = row["main_cat"].strip()
     also_buy = _str_list(row, "also_buy", where)
-    product = Product(asin=asin.strip(), title=" ".join(title.split()), description=description,
-                      image_urls=list(dict.fromkeys(urls)), category=category)
+    product = Product(
+        asin=asin.strip(),
+        title=" ".join(title.split()),
+        description=description,
+        image_urls=list(dict.fromkeys(urls)),
+        category=category,
+    )
     return product, also_buy
 
 
-def iter_metadata(path: str | Path, report: AmazonReport, *, skip_bad: bool = False
-                  ) -> Iterator[tuple[Product, list[str]]]:
+def iter_metadata(
+    path: str | Path, report: AmazonReport, *, skip_bad: bool = False
+) -> Iterator[tuple[Product, list[str]]]:
     """Yield ``(product, also_buy)`` for every valid line of a metadata file."""
     path = Path(path)
     for lineno, line in iter_text_lines(path):
@@ -110,9 +126,12 @@ def iter_metadata(path: str | Path, report: AmazonReport, *, skip_bad: bool = Fa
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                hint = (" (this line looks like a Python dict repr, not JSON; convert the file to strict JSON "
-                        "lines, e.g. with json.dumps, or re-run with --skip-bad)"
-                        if line.lstrip().startswith("{'") else "")
+                hint = (
+                    " (this line looks like a Python dict repr, not JSON; convert the file to strict JSON "
+                    "lines, e.g. with json.dumps, or re-run with --skip-bad)"
+                    if line.lstrip().startswith("{'")
+                    else ""
+                )
                 raise ValidationError(f"invalid JSON ({err.msg} at column {err.colno}){hint}", **where) from None
             yield parse_product_line(row, where)
         except ValidationError as err:
@@ -121,8 +140,9 @@ def iter_metadata(path: str | Path, report: AmazonReport, *, skip_bad: bool = Fa
             report.add_error(err)
 
 
-def cobuy_pairs(links: list[tuple[str, str]], known: set[str] | dict, report: AmazonReport | None = None
-                ) -> list[CoBuyPair]:
+def cobuy_pairs(
+    links: list[tuple[str, str]], known: set[str] | dict, report: AmazonReport | None = None
+) -> list[CoBuyPair]:
     """Unordered co-buy pairs from directed ``(asin, also_buy_asin)`` links, in order of first appearance.
     Links to unknown products and self-links are dropped; a link in both directions gives one pair with the
     smaller ASIN as A."""

@@ -10,14 +10,16 @@ Two JSONL row shapes are accepted for intentions:
 Every row is validated. A bad row stops loading with a message naming file, line and field, unless
 ``skip_bad=True``: then it is skipped and counted in the :class:`LoadReport` (nothing is dropped silently).
 """
+
 from __future__ import annotations
 
 import gzip
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -58,13 +60,14 @@ class LoadedRows:
 
 # --- field checks ----------------------------------------------------------------------------------------------
 
+
 def _require(row: dict, name: str, kind: type | tuple[type, ...], where: dict, *, optional: bool = False):
     if name not in row or row[name] is None:
         if optional:
             return None
         raise ValidationError("missing required field", field=name, **where)
     value = row[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ValidationError(f"expected {want}, got {type(value).__name__} {str(value)[:40]!r}", field=name, **where)
     return value
@@ -79,8 +82,9 @@ def _nonempty(value: str, name: str, where: dict) -> str:
 def _relation(row: dict, where: dict) -> str:
     rel = _require(row, "relation", str, where)
     if rel not in ALL_RELATION_PHRASES:
-        raise ValidationError(f"unknown relation {rel!r} (valid: {', '.join(ALL_RELATION_PHRASES)})",
-                              field="relation", **where)
+        raise ValidationError(
+            f"unknown relation {rel!r} (valid: {', '.join(ALL_RELATION_PHRASES)})", field="relation", **where
+        )
     return rel
 
 
@@ -96,7 +100,9 @@ def _verdict(row: dict, name: str, where: dict) -> str | None:
 
 def validate_product(row: Any, where: dict, prefix: str = "") -> dict[str, Any]:
     if not isinstance(row, dict):
-        raise ValidationError(f"expected an object, got {type(row).__name__}", field=prefix.rstrip(".") or None, **where)
+        raise ValidationError(
+            f"expected an object, got {type(row).__name__}", field=prefix.rstrip(".") or None, **where
+        )
     w = where
     asin = _nonempty(_require(row, "asin", str, w), prefix + "asin", w)
     title = _require(row, "title", str, w)
@@ -106,7 +112,9 @@ def validate_product(row: Any, where: dict, prefix: str = "") -> dict[str, Any]:
         if not isinstance(u, str):
             raise ValidationError(f"item {i} is {type(u).__name__}, expected str", field=prefix + "image_urls", **w)
     cat = _require(row, "category", str, w, optional=True) or ""
-    return Product(asin=asin, title=title, description=desc, image_urls=list(dict.fromkeys(urls)), category=cat).to_dict()
+    return Product(
+        asin=asin, title=title, description=desc, image_urls=list(dict.fromkeys(urls)), category=cat
+    ).to_dict()
 
 
 def _prefixed(err: ValidationError, prefix: str) -> ValidationError:
@@ -125,7 +133,7 @@ def validate_intention(row: Any, where: dict) -> tuple[dict[str, Any], list[dict
             try:
                 products.append(validate_product(row[key], where, prefix=key + "."))
             except ValidationError as err:
-                raise _prefixed(err, key + ".") if err.field and not err.field.startswith(key) else err
+                raise (_prefixed(err, key + ".") if err.field and not err.field.startswith(key) else err) from None
         rid = _require(row, "id", str, where)
         rec = Intention(
             intention_id=rid,
@@ -167,6 +175,7 @@ def validate_intention(row: Any, where: dict) -> tuple[dict[str, Any], list[dict
 
 # --- file readers ----------------------------------------------------------------------------------------------
 
+
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
@@ -186,8 +195,9 @@ def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 line = fh.readline()
             except (UnicodeDecodeError, OSError, EOFError) as err:
-                raise ValidationError(f"unreadable after line {lineno} (not UTF-8 text or a damaged .gz file): "
-                                      f"{err}", path=str(path)) from None
+                raise ValidationError(
+                    f"unreadable after line {lineno} (not UTF-8 text or a damaged .gz file): {err}", path=str(path)
+                ) from None
             if not line:
                 break
             lineno += 1
@@ -223,8 +233,10 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             raise ValidationError("input does not exist", path=str(p))
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and (f.name.endswith((".jsonl", ".jsonl.gz", ".parquet")))
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and (f.name.endswith((".jsonl", ".jsonl.gz", ".parquet")))
                 and not any(part.startswith((".", "_")) for part in f.relative_to(p).parts)
             )
             if not found:
@@ -251,7 +263,9 @@ def _parquet_rows(path: Path) -> tuple[str, list[dict]]:
         return "ignore", []
     raise ValidationError(
         f"unknown table layout, columns {sorted(cols)}; expected intention columns {list(INTENTION_COLUMNS)[:6]}... "
-        f"or product columns {list(PRODUCT_COLUMNS)}", path=str(path))
+        f"or product columns {list(PRODUCT_COLUMNS)}",
+        path=str(path),
+    )
 
 
 def load_inputs(inputs: Iterable[str | Path], *, skip_bad: bool = False) -> LoadedRows:
@@ -266,8 +280,11 @@ def load_inputs(inputs: Iterable[str | Path], *, skip_bad: bool = False) -> Load
         try:
             rec, prods = validate_intention(row, where)
             if rec["intention_id"] in seen_ids:
-                raise ValidationError(f"duplicate intention id {rec['intention_id']!r} (first seen at "
-                                      f"{seen_ids[rec['intention_id']]})", field="intention_id", **where)
+                raise ValidationError(
+                    f"duplicate intention id {rec['intention_id']!r} (first seen at {seen_ids[rec['intention_id']]})",
+                    field="intention_id",
+                    **where,
+                )
         except ValidationError as err:
             if not skip_bad:
                 raise

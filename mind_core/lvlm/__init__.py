@@ -20,10 +20,12 @@ Response conventions shared by all backends (read them with :func:`answer_text`)
   probability mass of the yes-variants ("Yes", "yes", " Yes", " yes", "YES") and P(no) of the no-variants. The raw
   masses are in ``meta["p_yes_raw"]`` / ``meta["p_no_raw"]``. None when the backend cannot compute it.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mind_core.lvlm.base import Backend, BackendError, GenParams, LVLMRequest, LVLMResponse, source_label
 
@@ -34,13 +36,25 @@ YES_VARIANTS: tuple[str, ...] = ("Yes", "yes", " Yes", " yes", "YES")
 NO_VARIANTS: tuple[str, ...] = ("No", "no", " No", " no", "NO")
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendError", "GenParams", "LVLMRequest", "LVLMResponse", "NO_VARIANTS",
-    "YES_VARIANTS", "answer_text", "make_backend", "source_label", "yes_no_from_probs", "yes_no_from_top_logprobs",
+    "BACKENDS",
+    "NO_VARIANTS",
+    "YES_VARIANTS",
+    "Backend",
+    "BackendError",
+    "GenParams",
+    "LVLMRequest",
+    "LVLMResponse",
+    "answer_text",
+    "make_backend",
+    "source_label",
+    "yes_no_from_probs",
+    "yes_no_from_top_logprobs",
 ]
 
 
-def make_backend(kind: str, *, model: str | None = None, endpoint: str | None = None, api_key: str | None = None,
-                 **options: Any) -> Backend:
+def make_backend(
+    kind: str, *, model: str | None = None, endpoint: str | None = None, api_key: str | None = None, **options: Any
+) -> Backend:
     """Build a backend.
 
     * ``make_backend("offline", model_path=None, engine="auto", ...)`` — ``model`` is ignored unless it is a path
@@ -57,18 +71,24 @@ def make_backend(kind: str, *, model: str | None = None, endpoint: str | None = 
         raise BackendError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKENDS)}")
     if key == "transformers":
         if endpoint is not None or api_key is not None:
-            raise BackendError("the transformers backend takes --model (a local folder or HF id), not an endpoint "
-                               "or API key; use --backend openai for a server")
+            raise BackendError(
+                "the transformers backend takes --model (a local folder or HF id), not an endpoint "
+                "or API key; use --backend openai for a server"
+            )
         if not model:
-            raise BackendError("the transformers backend needs --model: a local model folder or a Hugging Face id "
-                               "such as llava-hf/llava-1.5-7b-hf")
+            raise BackendError(
+                "the transformers backend needs --model: a local model folder or a Hugging Face id "
+                "such as llava-hf/llava-1.5-7b-hf"
+            )
         from mind_core.lvlm.transformers_backend import TransformersBackend
 
         return TransformersBackend(model, **options)
     if key == "openai":
         if not endpoint:
-            raise BackendError("the openai backend needs --endpoint, the server's base URL, e.g. "
-                               "http://localhost:8000/v1 (vLLM, SGLang, Ollama or any OpenAI-compatible server)")
+            raise BackendError(
+                "the openai backend needs --endpoint, the server's base URL, e.g. "
+                "http://localhost:8000/v1 (vLLM, SGLang, Ollama or any OpenAI-compatible server)"
+            )
         from mind_core.lvlm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(endpoint, model=model, api_key=api_key, **options)

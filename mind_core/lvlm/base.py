@@ -5,10 +5,12 @@ A backend turns a batch of :class:`LVLMRequest` (images + text, optionally a for
 Implementations: ``transformers`` (local folder / HF id), ``openai`` (any /v1/chat/completions server),
 ``offline`` (text-only fallback: OCR + colours + a small local LLM from a PyPI package).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -62,8 +64,7 @@ class Backend(Protocol):
         """One response per request, same order. Per-request failures go into ``LVLMResponse.error``."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 def source_label(backend: Backend) -> str:

