@@ -1,12 +1,12 @@
 """MIND Explorer dashboard entry point: ``streamlit run app.py [-- --kb DIR]``.
 
-Navigation only; every page is a short script under ``views/`` (listed in ``mind_core.ui.PAGES``) and all
+Navigation only; every page is a short script under ``dashboard/views/`` (listed in ``dashboard.ui.PAGES``) and all
 computation is in ``mind_core``.
 """
 
 import streamlit as st
 
-from mind_core.ui import PAGES
+from dashboard.ui import PAGES
 
 st.set_page_config(page_title="MIND Explorer", page_icon="🛒", layout="wide")
 

@@ -4,10 +4,10 @@
 1. OpenAI-compatible backend: ``run_distill`` (the code behind ``python -m mind_core distill``: chunking,
    one generate() per stage, Parquet parts) against ``tests/doubles/fake_openai_server.py`` answering every call
    after ``--latency`` seconds (default 0.2 s, a stand-in for a GPU server's per-request time; the fake server
-   itself is not a bottleneck: it sleeps in a thread per request). Concurrency 1, 8 and 32, in one run, same
-   workload shape: ``--relations`` (default 3) per pair, stage 1 off (every product has a description), stages 2
-   and 3 on, so each pair costs 2 x relations calls. Reported: pairs/minute, calls/second, the ratio to
-   concurrency 1, and the ideal ratio (latency-bound).
+   itself is not a bottleneck: it runs in its own process and sleeps in a thread per request). Concurrency 1, 8
+   and 32, in one run, same workload shape: ``--relations`` (default 3) per pair, stage 1 off (every product has
+   a description), stages 2 and 3 on, so each pair costs 2 x relations calls. Reported: pairs/minute,
+   calls/second, the ratio to concurrency 1, and the ideal ratio (latency-bound).
 2. Offline fallback (``make_backend("offline")``): load time, then wall seconds for one pair x 3 relations
    (``run_pair``: 3 intentions + 3 filters, no images, no stage 1), and the texts it wrote.
 
@@ -17,32 +17,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from mind_core.config import SAMPLE_DATA_DIR
+from mind_core.distill.batch import run_distill
+from mind_core.distill.pipeline import DistillOptions, run_pair
+from mind_core.lvlm.base import GenParams
+from mind_core.schema import CoBuyPair, Product
 
-from mind_core.distill.batch import run_distill  # noqa: E402
-from mind_core.distill.pipeline import DistillOptions, run_pair  # noqa: E402
-from mind_core.lvlm.base import GenParams  # noqa: E402
-from mind_core.paths import SAMPLE_DATA_DIR  # noqa: E402
-from mind_core.schema import CoBuyPair, Product  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RELATIONS = ["usedFor", "isA", "cause"]
 
 
 def sample_pairs(limit: int) -> tuple[dict[str, Product], list[CoBuyPair]]:
     """Distinct co-buy pairs (with stage-1 descriptions) from the vendored MIND sample."""
-    src = next(
-        p
-        for p in (SAMPLE_DATA_DIR, REPO.parent / "shared" / "data" / "mind_sample")
-        if (p / "intentions.jsonl").exists()
-    )
+    src = SAMPLE_DATA_DIR
     products: dict[str, Product] = {}
     pairs: dict[str, CoBuyPair] = {}
     with open(src / "intentions.jsonl", encoding="utf-8") as fh:
@@ -59,38 +57,61 @@ def sample_pairs(limit: int) -> tuple[dict[str, Product], list[CoBuyPair]]:
     return products, list(pairs.values())
 
 
-def bench_openai(latency: float, levels: list[int], seconds: float, relations: list[str]) -> list[dict]:
-    from doubles.fake_openai_server import FakeOpenAIServer
+@contextlib.contextmanager
+def fake_server(latency: float) -> Iterator[str]:
+    """The fake OpenAI-compatible server (tests/doubles) in its own process; yields its base URL."""
+    script = REPO / "tests" / "doubles" / "fake_openai_server.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0", "--latency", str(latency)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r" on (http\S+)", line)
+        if not match:
+            raise RuntimeError(f"fake server did not start: {line!r}")
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
+
+def _control(url: str, **settings) -> dict:
+    import httpx
+
+    return httpx.post(url.removesuffix("/v1") + "/_control", json=settings, timeout=5).json()
+
+
+def bench_openai(latency: float, levels: list[int], seconds: float, relations: list[str]) -> list[dict]:
     from mind_core.lvlm import make_backend
 
     calls_per_pair = 2 * len(relations)
     results = []
-    with FakeOpenAIServer(latency_s=latency) as srv:
+    with fake_server(latency) as url:
         for c in levels:
             # enough pairs for ~`seconds` of latency-bound work at this concurrency
             n_pairs = max(4, round(seconds * c / (latency * calls_per_pair)))
             products, pairs = sample_pairs(n_pairs)
-            backend = make_backend("openai", endpoint=srv.url, concurrency=c)
+            backend = make_backend("openai", endpoint=url, concurrency=c)
             opts = DistillOptions(
                 relations=relations, use_images=False, describe="never", params=GenParams(max_new_tokens=128)
             )
-            srv.reset_stats()
+            _control(url, reset_stats=True)
             with tempfile.TemporaryDirectory() as out:
                 t0 = time.perf_counter()
                 summary = run_distill(products, pairs, out, backend, opts, progress=False)
                 wall = time.perf_counter() - t0
             backend.close()
+            stats = _control(url)
             assert summary.written == len(pairs) * len(relations), summary.text()
             results.append(
                 {
                     "concurrency": c,
                     "pairs": len(pairs),
-                    "calls": len(srv.requests),
+                    "calls": stats["requests"],
                     "wall_s": wall,
                     "pairs_per_min": len(pairs) / wall * 60,
-                    "calls_per_s": len(srv.requests) / wall,
-                    "max_active": srv.max_active,
+                    "calls_per_s": stats["requests"] / wall,
+                    "max_active": stats["max_active"],
                 }
             )
     base = results[0]["pairs_per_min"]

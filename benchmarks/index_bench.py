@@ -321,7 +321,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def ivf_nlist(n: int) -> int:
-    """Same rule as ``mind_core.index.ivf_nlist``: ~4*sqrt(N) rounded to a power of two, within [16, N/39]."""
+    """Same rule as ``mind_core.kb.index.ivf_nlist``: ~4*sqrt(N) rounded to a power of two, within [16, N/39]."""
     target = 4 * math.sqrt(max(n, 1))
     nlist = 2 ** round(math.log2(target))
     return int(max(16, min(nlist, 2 ** int(math.log2(max(n // 39, 16))))))

@@ -23,7 +23,6 @@ Then build it with the CLI (IVF is chosen automatically above 50k vectors)::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -31,10 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from mind_core.kb.store import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 
-from mind_core.kb import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 VARIANTS = 37
 INTENTION_PART_COPIES = 40  # copies per Parquet part (≈136k rows)

@@ -25,9 +25,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-PAGES = ("views/home.py", "views/products.py", "views/search.py", "views/categories.py")
+PAGES = (
+    "dashboard/views/home.py",
+    "dashboard/views/products.py",
+    "dashboard/views/search.py",
+    "dashboard/views/categories.py",
+)
 QUERIES = [
     "keep warm in winter",
     "comfortable shoes for running",
@@ -63,7 +67,7 @@ print(json.dumps({"first": first, "first_cpu": first_cpu, "rerun": rerun, "error
 
 
 def busiest_product(kb) -> str:
-    from mind_core import search
+    from mind_core.query import search
 
     idx = search.product_index(kb)
     counts = idx.offsets[1:] - idx.offsets[:-1]
@@ -97,7 +101,7 @@ def page_times(kb_dir: str, asin: str) -> dict[str, dict]:
 
 
 def search_times(kb) -> tuple[float, dict[str, dict]]:
-    from mind_core import search
+    from mind_core.query import search
 
     t = time.perf_counter()
     search.semantic_search(kb, "warm up the embedder")
@@ -133,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kb", action="append", required=True, help="KB folder (repeatable)")
     ap.add_argument("--skip-pages", action="store_true")
     args = ap.parse_args(argv)
-    from mind_core.kb import KnowledgeBase
+    from mind_core.kb.store import KnowledgeBase
 
     for kb_dir in args.kb:
         t = time.perf_counter()

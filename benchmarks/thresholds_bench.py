@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from dashboard.presenters import charts
+from dashboard.presenters import threshold_charts as tc
+from mind_core.scores import metrics as scores
 
-from mind_core import charts, scores  # noqa: E402
-from mind_core import threshold_charts as tc  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def one_move(view: scores.ScoreView, ta: float, tb: float, figures: bool = True) -> float:
@@ -66,7 +65,7 @@ def apptest_moves(kb_dir: str, key: str, n: int = 8) -> list[float]:
 
     os.environ["MIND_KB"] = kb_dir
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
-    at.switch_page("views/thresholds.py")
+    at.switch_page("dashboard/views/thresholds.py")
     at.run()
     at.selectbox(key="score").set_value(key).run()
     slider = at.slider(key=f"ta_{key}")
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-apptest", action="store_true", help="skip the full-page AppTest timing")
     args = ap.parse_args(argv)
 
-    from mind_core.kb import KnowledgeBase
+    from mind_core.kb.store import KnowledgeBase
 
     t0 = time.perf_counter()
     kb = KnowledgeBase(args.kb)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Wall time of one live "Try a product" run on this machine: ``mind_core.live.LiveRun`` (the page's code path:
+"""Wall time of one live "Try a product" run on this machine: ``mind_core.distill.live.LiveRun`` (the page's code path:
 background thread, the three stages, one call at a time) with the offline text-only fallback, two uploaded
 products given as generated images with text on them (so OCR has something to read) and titles only (stage 1
 writes both descriptions).
@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
+from PIL import Image, ImageDraw, ImageFont
+
+from mind_core.distill import live
+from mind_core.schema import parse_relations
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-from mind_core import live  # noqa: E402
-from mind_core.schema import parse_relations  # noqa: E402
 
 
 def product_image(label: str, colour: tuple[int, int, int]) -> Image.Image:

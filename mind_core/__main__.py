@@ -1,5 +1,5 @@
 import sys
 
-from mind_core.cli import main
+from mind_core.cli.main import main
 
 sys.exit(main())

@@ -176,7 +176,7 @@ _host_lock = threading.Lock()
 
 def _images_cache(cache_dir: str | Path | None) -> Path:
     if cache_dir is None:
-        from mind_core.paths import cache_dir as default_cache
+        from mind_core.config import cache_dir as default_cache
 
         cache_dir = default_cache() / "images"
     path = Path(cache_dir)

@@ -1,4 +1,4 @@
-"""mind_core.loaders.amazon: Amazon Review 2018 metadata -> products + co-buy pairs."""
+"""mind_core.data.amazon: Amazon Review 2018 metadata -> products + co-buy pairs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mind_core.loaders.amazon import cobuy_pairs, load_amazon_metadata
+from mind_core.data.amazon import cobuy_pairs, load_amazon_metadata
 from mind_core.schema import CoBuyPair, ValidationError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

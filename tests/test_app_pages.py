@@ -34,7 +34,7 @@ def _texts(at) -> str:
 
 
 def test_products_deep_link_shows_the_product_and_partners(app, sample_kb):
-    at = app("views/products.py", asin="B004I41M6K").run()
+    at = app("dashboard/views/products.py", asin="B004I41M6K").run()
     assert not at.exception, at.exception
     assert at.header[0].value.replace("\\", "") == sample_kb.products.loc["B004I41M6K", "title"]
     assert any(c.value.startswith("Image unavailable") for c in at.caption)  # Amazon is unreachable here
@@ -44,7 +44,7 @@ def test_products_deep_link_shows_the_product_and_partners(app, sample_kb):
 
 
 def test_products_partner_button_moves_there_and_kept_only_filters(app, sample_kb):
-    at = app("views/products.py", asin="B004I41M6K").run()
+    at = app("dashboard/views/products.py", asin="B004I41M6K").run()
     at.button(key="open_B00DGBVAOK").click().run()
     assert not at.exception, at.exception
     assert at.query_params["asin"] == ["B00DGBVAOK"] or at.query_params["asin"] == "B00DGBVAOK"
@@ -53,7 +53,7 @@ def test_products_partner_button_moves_there_and_kept_only_filters(app, sample_k
     df = sample_kb.intentions
     busy = pd.concat([df["asin_a"], df["asin_b"]]).value_counts().index[0]
     rows = df[(df["asin_a"] == busy) | (df["asin_b"] == busy)]
-    at = app("views/products.py", asin=busy).run()
+    at = app("dashboard/views/products.py", asin=busy).run()
     assert f"· {len(rows):,} intentions" in at.subheader[0].value
     at.toggle(key="kept_only").set_value(True).run()
     assert f"· {(rows['verdict'] == 'yes').sum():,} intentions" in at.subheader[0].value
@@ -61,7 +61,7 @@ def test_products_partner_button_moves_there_and_kept_only_filters(app, sample_k
 
 
 def test_products_search_box_and_unknown_asin(app):
-    at = app("views/products.py").run()
+    at = app("dashboard/views/products.py").run()
     assert not at.exception and len(at.button) >= 5  # most connected products offered
     at.text_input(key="product_query").input("aviator hat").run()
     options = at.selectbox(key="product_pick").options
@@ -69,12 +69,12 @@ def test_products_search_box_and_unknown_asin(app):
     at.selectbox(key="product_pick").set_value(next(o for o in options if "B004I41M6K" in o)).run()
     assert not at.exception, at.exception
     assert at.header[0].value.startswith("Classic Aviator Hat")
-    at = app("views/products.py", asin="NOPE000000").run()
+    at = app("dashboard/views/products.py", asin="NOPE000000").run()
     assert any("No product with ASIN 'NOPE000000'" in w.value for w in at.warning)
 
 
 def test_search_returns_rows_and_facet_narrows(app):
-    at = app("views/search.py").run()
+    at = app("dashboard/views/search.py").run()
     assert not at.exception and any("Type a query" in i.value for i in at.info)
     at.text_input(key="query").input("comfortable").run()
     assert not at.exception, at.exception
@@ -96,7 +96,7 @@ def test_search_returns_rows_and_facet_narrows(app):
 
 
 def test_search_no_hits_and_missing_index(app, sample_kb_dir, tmp_path, monkeypatch):
-    at = app("views/search.py").run()
+    at = app("dashboard/views/search.py").run()
     at.radio(key="mode").set_value("keyword").run()
     at.text_input(key="query").input("xyzzyplugh").run()
     assert not at.exception and any("No intentions match" in w.value for w in at.warning)
@@ -111,7 +111,7 @@ def test_search_no_hits_and_missing_index(app, sample_kb_dir, tmp_path, monkeypa
     (broken / "index.faiss").unlink()
     monkeypatch.setenv("MIND_KB", str(broken))
     at = AppTest.from_file(APP, default_timeout=120)
-    at.switch_page("views/search.py")
+    at.switch_page("dashboard/views/search.py")
     at.run()
     at.text_input(key="query").input("winter hat").run()
     assert not at.exception and any("index.faiss is missing" in e.value for e in at.error)
@@ -138,7 +138,7 @@ def served_files(monkeypatch):
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_search_export_has_the_shown_rows(app, served_files, fmt):
-    at = app("views/search.py").run()
+    at = app("dashboard/views/search.py").run()
     at.text_input(key="query").input("usb cable").run()
     at.radio(key="mode").set_value("keyword").run()
     at.selectbox(key="export_fmt").set_value(fmt).run()
@@ -165,7 +165,7 @@ def _values(v) -> np.ndarray:
 
 
 def test_categories_renders_charts_and_table(app):
-    at = app("views/categories.py").run()
+    at = app("dashboard/views/categories.py").run()
     assert not at.exception, at.exception
     charts = at.get("plotly_chart")
     assert len(charts) == 5  # relation, kept rate, heatmap, lengths, map

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mind_core.kb import build_kb
+from mind_core.kb.store import build_kb
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGE = "views/thresholds.py"
+PAGE = "dashboard/views/thresholds.py"
 
 
 def _page(kb_dir: Path, monkeypatch) -> AppTest:
@@ -90,7 +90,7 @@ def test_slider_moves_match_pandas(sample_kb_dir, sample_kb, monkeypatch, capsys
 
 
 def test_rescored_p_yes_is_offered_and_old_kbs_say_how_to_rebuild(small_input_dir, tmp_path, monkeypatch):
-    from mind_core.rescore import RESCORE_SCHEMA
+    from mind_core.distill.rescore import RESCORE_SCHEMA
 
     kb_dir = tmp_path / "kb"
     build_kb([small_input_dir], kb_dir, progress=False)

@@ -12,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGE = "views/try_product.py"
+PAGE = "dashboard/views/try_product.py"
 
 
 def _png(color) -> bytes:

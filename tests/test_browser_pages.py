@@ -79,7 +79,7 @@ def test_walk_home_products_search_categories(sample_kb_dir, sample_kb, tmp_path
 
 def test_unreachable_image_shows_placeholder_quickly(tmp_path):
     """A KB whose product image URL is unreachable: the product page renders the placeholder in < 3 s."""
-    from mind_core.kb import build_kb
+    from mind_core.kb.store import build_kb
 
     inp = tmp_path / "in"
     inp.mkdir()

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mind_core import charts, embedmap, search
-from mind_core.display import md_escape, page_slice, results_table
+from dashboard.presenters import charts
+from dashboard.presenters.text import md_escape, page_slice, results_table
+from mind_core.query import embedmap, search
 
 
 def test_relation_data_matches_groupby(sample_kb):

@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 from test_pipeline import ScriptedBackend
 
-from mind_core.cli import main as cli_main
+from mind_core.cli.main import main as cli_main
+from mind_core.data.amazon import load_amazon_metadata
+from mind_core.data.kb_files import load_inputs
 from mind_core.distill import batch
 from mind_core.distill.batch import DistillError, parse_shard, run_distill, select_pairs, shard_of
 from mind_core.distill.pipeline import DistillOptions
-from mind_core.loaders.amazon import load_amazon_metadata
-from mind_core.loaders.kb_files import load_inputs
 from mind_core.schema import INTENTION_COLUMNS, pair_id
 
 REPO = Path(__file__).resolve().parents[1]

@@ -222,7 +222,7 @@ def test_overlap_method(q20):
 
 
 def test_embed_method(q20, vectors20):
-    from mind_core.embed import get_embedder
+    from mind_core.kb.embed import get_embedder
 
     r = iqa.evaluate(q20, "embed", vectors=vectors20)
     q, p = q20[3], r.predictions[3]
@@ -430,7 +430,7 @@ def test_page_runs_methods_and_browses_questions(sample_kb_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MIND_KB", str(sample_kb_dir))
-    at = AppTest.from_file(str(REPO / "views" / "intentionqa.py"), default_timeout=180).run()
+    at = AppTest.from_file(str(REPO / "dashboard" / "views" / "intentionqa.py"), default_timeout=180).run()
     assert not at.exception, at.exception
     assert any("Run" in i.value for i in at.info)
     at.selectbox(key="iqa_file").select(str(TASK1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mind_core.index import AUTO_FLAT_MAX, build_index, choose_spec, ivf_nlist, load_index, save_index, search
+from mind_core.kb.index import AUTO_FLAT_MAX, build_index, choose_spec, ivf_nlist, load_index, save_index, search
 
 
 def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -35,7 +35,7 @@ def test_save_load_mmap_round_trip(tmp_path, kind):
     loaded = load_index(path, mmap=True)
     assert loaded.ntotal == 4000
     spec = choose_spec(kind, len(x))
-    from mind_core.index import apply_search_params
+    from mind_core.kb.index import apply_search_params
 
     apply_search_params(loaded, spec.search_params)
     s1, i1 = search(index, x[:20], 5)

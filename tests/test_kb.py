@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mind_core.kb import KBError, KnowledgeBase, StaleIndexError, build_kb, export, export_frame
+from mind_core.kb.store import KBError, KnowledgeBase, StaleIndexError, build_kb, export, export_frame
 
 
 def test_sample_kb_counts_match_data_readme(sample_kb):
@@ -150,8 +150,8 @@ def test_stale_or_broken_kb_is_detected(small_input_dir, tmp_path):
 
 
 def test_precomputed_vectors(small_input_dir, tmp_path):
-    from mind_core.embed import get_embedder
-    from mind_core.loaders.kb_files import load_inputs
+    from mind_core.data.kb_files import load_inputs
+    from mind_core.kb.embed import get_embedder
 
     texts = [r["intention"] for r in load_inputs([small_input_dir]).intentions]
     vecs = get_embedder().encode(texts) * 3.0  # unnormalised on purpose: build-kb normalises

@@ -1,4 +1,5 @@
-"""mind_core.live: uploads, inputs, backend config, the background run (Stop, failures) and saving into a user KB."""
+"""mind_core.distill.live: uploads, inputs, backend config, the background run (Stop, failures), saving into a
+user KB."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mind_core import live
+from mind_core.distill import live
 from mind_core.distill.prompts import intention_opening
 from mind_core.schema import Product
 
@@ -269,8 +270,8 @@ def test_similar_save_and_export(fake_openai, sample_kb, tmp_path, monkeypatch):
     monkeypatch.setenv("MIND_USER_DATA", str(tmp_path / "user"))
     rep = live.save_run(rows, products)
     assert rep.kb_dir == tmp_path / "user" / live.USER_KB_NAME and (rep.added, rep.replaced, rep.total) == (2, 0, 2)
-    from mind_core.kb import KnowledgeBase
-    from mind_core.ui import kb_candidates
+    from dashboard.ui import kb_candidates
+    from mind_core.kb.store import KnowledgeBase
 
     assert str(rep.kb_dir) in kb_candidates()
     kb = KnowledgeBase(rep.kb_dir)

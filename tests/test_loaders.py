@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mind_core.loaders.kb_files import load_inputs
+from mind_core.data.kb_files import load_inputs
 from mind_core.schema import RELATION_PHRASES, RELATIONS, ValidationError, parse_relations, relation_phrase
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "mind_sample"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import mind_core.lvlm.offline_backend as ob
+import mind_core.lvlm.offline.backend as ob
 from mind_core.lvlm import answer_text, make_backend, source_label
 from mind_core.lvlm.base import BackendError, GenParams, LVLMRequest
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mind_core.config import SAMPLE_DATA_DIR
 from mind_core.distill.parsing import join_prefill, parse_filter, parse_intention, strip_artefacts
 from mind_core.distill.prompts import MAX_INTENTION_WORDS, intention_opening
-from mind_core.paths import SAMPLE_DATA_DIR
 
 SAMPLE = next(
     (

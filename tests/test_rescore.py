@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mind_core.cli import main
-from mind_core.kb import KnowledgeBase, build_kb
-from mind_core.rescore import RescoreError, parse_where
-from mind_core.scores import read_rescored
+from mind_core.cli.main import main
+from mind_core.distill.rescore import RescoreError, parse_where
+from mind_core.kb.store import KnowledgeBase, build_kb
+from mind_core.scores.metrics import read_rescored
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mind_core import scores as S
-from mind_core.kb import KnowledgeBase, StaleIndexError, build_kb
+from mind_core.kb.store import KnowledgeBase, StaleIndexError, build_kb
+from mind_core.scores import metrics as S
 
 nan = math.nan
 
@@ -127,7 +127,7 @@ def test_scores_at_build_time_are_row_aligned_cosines(sample_kb, sample_kb_dir):
         values = sc[key].to_numpy()
         assert np.isfinite(values).all() and (values >= -1).all() and (values <= 1).all(), key
     # recompute three rows from the stored embeddings: grounding uses the documented pair text
-    from mind_core.embed import get_embedder
+    from mind_core.kb.embed import get_embedder
 
     emb = np.asarray(sample_kb.embeddings, dtype=np.float32)
     rows = [0, 1234, n - 1]
@@ -179,7 +179,7 @@ def test_typicality_leave_one_out_by_hand():
 
 
 def test_scores_command_reports_auc_and_strictest_relation(sample_kb_dir, capsys):
-    from mind_core.cli import main
+    from mind_core.cli.main import main
 
     assert main(["scores", "--kb", str(sample_kb_dir), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mind_core import search as S
+from mind_core.query import search as S
 
 
 def _all_words_mask(df: pd.DataFrame, words) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Resumable, sharded batch distillation: Amazon metadata in, Parquet parts a KB can be built from out.
 
-Output folder layout (``build-kb --input DIR`` reads it through :func:`mind_core.loaders.kb_files.load_inputs`)::
+Output folder layout (``build-kb --input DIR`` reads it through :func:`mind_core.data.kb_files.load_inputs`)::
 
     DIR/
       intentions/part-s<i>of<n>-<seq>.parquet   KB rows (INTENTION_COLUMNS), one part per finished chunk
@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mind_core.distill.pipeline import DistillOptions, run_pairs
-from mind_core.kb import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
+from mind_core.kb.store import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 from mind_core.lvlm.base import Backend, source_label
 from mind_core.schema import CoBuyPair, Product
 
@@ -280,7 +280,7 @@ def run_distill(
     progress: bool = True,
     run_info: dict | None = None,
 ) -> DistillSummary:
-    """Distill ``pairs`` (from :func:`mind_core.loaders.amazon.load_amazon_metadata`) into ``out_dir``,
+    """Distill ``pairs`` (from :func:`mind_core.data.amazon.load_amazon_metadata`) into ``out_dir``,
     resuming from what is there. See the module docstring for the layout and guarantees."""
     from tqdm import tqdm
 

@@ -95,7 +95,7 @@ def make_backend(
     # offline
     if endpoint is not None or api_key is not None:
         raise BackendError("the offline backend runs locally and takes no endpoint or API key")
-    from mind_core.lvlm.offline_backend import OfflineBackend
+    from mind_core.lvlm.offline.backend import OfflineBackend
 
     if model and "model_path" not in options and str(model).lower().endswith(".gguf"):
         options["model_path"] = model

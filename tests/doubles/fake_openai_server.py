@@ -11,7 +11,7 @@ Use in-process::
 
 or as a process: ``python tests/doubles/fake_openai_server.py --port 8765 --mode normal --latency 0.2``
 (``--port 0`` picks a free port and prints the URL); ``POST /_control`` with a JSON object changes the same
-attributes at runtime, ``GET /_stats`` returns counters.
+attributes at runtime (``{"reset_stats": true}`` clears the counters), ``GET /_stats`` returns counters.
 
 Modes (``mode``):
 
@@ -255,7 +255,10 @@ class FakeOpenAIServer:
                 raw = self.rfile.read(length) if length else b""
                 if self.path.rstrip("/").endswith("/_control"):
                     try:
-                        server.set(**json.loads(raw or b"{}"))
+                        settings = json.loads(raw or b"{}")
+                        if settings.pop("reset_stats", False):
+                            server.reset_stats()
+                        server.set(**settings)
                     except (ValueError, TypeError) as err:
                         return self._error(400, str(err))
                     return self._send(200, server.stats())

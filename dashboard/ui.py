@@ -1,0 +1,139 @@
+"""Streamlit glue shared by the pages: which KB is loaded (cached), the sidebar, common messages.
+
+Only loading/caching and rendering helpers live here; all computation is in the rest of ``mind_core``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from mind_core.config import INDEXES_DIR, default_kb_dir, user_kb_dir
+from mind_core.kb.store import KBError, KnowledgeBase
+
+KB_STATE_KEY = "kb_path"
+
+#: The dashboard's pages, in menu order: (script, title, icon, url path, one-line purpose).
+PAGES: list[tuple[str, str, str, str, str]] = [
+    ("dashboard/views/home.py", "Home", "🏠", "home", "what is loaded, counts per relation"),
+    ("dashboard/views/products.py", "Products", "🛍️", "products", "a product, its co-buy partners and their intentions"),
+    ("dashboard/views/search.py", "Search", "🔎", "search", "semantic, keyword or hybrid search with facets; export"),
+    (
+        "dashboard/views/try_product.py",
+        "Try a product",
+        "🧪",
+        "try_product",
+        "upload two products and watch MIND distill intentions live",
+    ),
+    (
+        "dashboard/views/categories.py",
+        "Categories",
+        "📊",
+        "categories",
+        "charts of relation types and categories; embedding map",
+    ),
+    (
+        "dashboard/views/intentionqa.py",
+        "IntentionQA",
+        "🎯",
+        "intentionqa",
+        "does the KB help answer purchase-intention questions?",
+    ),
+    (
+        "dashboard/views/thresholds.py",
+        "Filter thresholds",
+        "🎚️",
+        "thresholds",
+        "what a stricter or looser filter would keep",
+    ),
+]
+
+
+def _cli_kb_arg() -> str | None:
+    """``streamlit run app.py -- --kb DIR``."""
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--kb" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--kb="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def initial_kb_path() -> Path:
+    return Path(_cli_kb_arg() or default_kb_dir())
+
+
+@st.cache_resource(show_spinner="Loading knowledge base…")
+def load_kb(path: str, manifest_mtime: float) -> KnowledgeBase:
+    """Cached per folder and manifest version (a rebuilt KB is reloaded)."""
+    return KnowledgeBase(path)
+
+
+def kb_candidates() -> list[str]:
+    """Built KB folders the sidebar offers: under indexes/ and the user-data folder, plus the current one."""
+    found = []
+    for root in (INDEXES_DIR, user_kb_dir()):
+        if root.exists():
+            found += [str(p.parent) for p in sorted(root.glob("*/manifest.json"))]
+    return list(dict.fromkeys(found))
+
+
+def current_kb_path() -> Path:
+    if KB_STATE_KEY not in st.session_state:
+        st.session_state[KB_STATE_KEY] = str(initial_kb_path())
+    return Path(st.session_state[KB_STATE_KEY])
+
+
+def current_kb() -> KnowledgeBase | None:
+    """The loaded KB, or None after rendering a clear message that says how to build one."""
+    path = current_kb_path()
+    manifest = path / "manifest.json"
+    try:
+        return load_kb(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
+    except KBError as err:
+        st.error(f"No usable knowledge base: {err}")
+        st.info(
+            "The sample KB is built by `make run`, or by hand with "
+            "`python -m mind_core build-kb --input data/mind_sample --out indexes/sample`. "
+            "Pick another KB folder in the sidebar."
+        )
+        return None
+
+
+def kb_cache_key(kb: KnowledgeBase) -> str:
+    """A hashable stand-in for a KB in ``st.cache_data`` keys: changes when the folder is rebuilt."""
+    return f"{kb.path}@{kb.manifest.get('built_at')}"
+
+
+def render_sidebar() -> KnowledgeBase | None:
+    """KB picker and its counts; returns the loaded KB (or None)."""
+    with st.sidebar:
+        st.subheader("Knowledge base")
+        current = str(current_kb_path())
+        options = list(dict.fromkeys([current, *kb_candidates()]))
+        choice = st.selectbox(
+            "KB folder",
+            options,
+            index=options.index(current),
+            key="kb_select",
+            help="Set MIND_KB or run `streamlit run app.py -- --kb DIR` to choose the default.",
+        )
+        typed = st.text_input("…or another KB folder", value="", key="kb_typed", placeholder="/path/to/kb")
+        wanted = typed.strip() or choice
+        if wanted != current:
+            st.session_state[KB_STATE_KEY] = wanted
+        kb = current_kb()
+        if kb is not None:
+            c = kb.counts()
+            st.caption(
+                f"**{Path(kb.path).name}** · {c['intentions']:,} intentions · {c['pairs']:,} pairs · "
+                f"{c['products']:,} products · index `{kb.manifest['index_factory']}`"
+            )
+        backend = os.environ.get("MIND_BACKEND")
+        if backend:
+            st.caption(f"LVLM backend (env): `{backend}`")
+    return kb

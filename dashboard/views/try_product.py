@@ -1,0 +1,411 @@
+"""Try a product: upload (or pick) products A and B, choose relations and a backend, watch MIND's three stages run
+live, then save the intentions into a user KB or export them.
+
+The run lives in a background thread owned by ``st.session_state`` (``mind_core.distill.live.LiveRun``); the run panel
+is a fragment that re-renders every second while the run is active, so clicks (Stop included) never interrupt it.
+"""
+
+import streamlit as st
+
+from dashboard import ui
+from dashboard.presenters.text import md_escape, verdict_badge
+from mind_core.distill import live
+from mind_core.kb.store import EXPORT_FORMATS
+from mind_core.schema import RELATION_PHRASES, RELATIONS
+
+RUN_KEY = "try_run"
+POLL_S = 1.0
+
+kb = ui.render_sidebar()
+env_config = live.BackendConfig.from_env()
+
+# --- sidebar: backend -------------------------------------------------------------------------------------------
+with st.sidebar:
+    st.subheader("LVLM backend")
+    kinds = ["offline", "transformers", "openai"]
+    kind = st.radio(
+        "Backend",
+        kinds,
+        index=kinds.index(env_config.kind),
+        key="try_backend",
+        persist_state="session",
+        format_func={
+            "offline": "offline fallback (no GPU, text only)",
+            "transformers": "transformers (local model)",
+            "openai": "OpenAI-compatible server",
+        }.get,
+    )
+    config = live.BackendConfig(kind=kind, timeout_s=env_config.timeout_s)
+    config.max_new_tokens = int(
+        st.number_input(
+            "Max new tokens per answer",
+            1,
+            4096,
+            min(env_config.max_new_tokens, 4096),
+            step=64,
+            key="try_max_new",
+            persist_state="session",
+            help="MIND uses 512. The offline fallback stops at 200 anyway.",
+        )
+    )
+    if kind == "transformers":
+        config.model = st.text_input(
+            "Model folder or Hugging Face id",
+            value=env_config.model if env_config.kind == "transformers" else "",
+            key="try_tf_model",
+            persist_state="session",
+            placeholder="/models/llava-1.5-7b-hf",
+        )
+    elif kind == "openai":
+        config.endpoint = st.text_input(
+            "Server URL",
+            value=env_config.endpoint,
+            key="try_endpoint",
+            persist_state="session",
+            placeholder="http://localhost:8000/v1",
+        )
+        config.model = st.text_input(
+            "Model (empty: the server's first model)",
+            key="try_oa_model",
+            value=env_config.model if env_config.kind == "openai" else "",
+            persist_state="session",
+        )
+        config.api_key = st.text_input(
+            "API key (optional)",
+            type="password",
+            key="try_api_key",
+            persist_state="session",
+            help="Kept only in this browser session's memory: never saved or logged. "
+            "Empty: $OPENAI_API_KEY of the server process, if set.",
+        )
+    st.caption(f"Will run: {md_escape(config.label())}")
+    for problem in config.problems():
+        st.warning(problem)
+
+st.title("Try a product")
+st.write(
+    "Give two products — upload images and a title, or pick them from the loaded knowledge base — and watch "
+    "MIND describe them (stage 1), write one purchase intention per relation (stage 2) and judge each one as "
+    "the shopper (stage 3)."
+)
+if config.text_only:
+    st.info(
+        "**Text-only fallback**: the offline model cannot see pixels; it gets the OCR text and colours of each "
+        "image instead. It is small and slow on a CPU (seconds to tens of seconds per call). Choose "
+        "*transformers* or an *OpenAI-compatible server* in the sidebar for a real vision-language model.",
+        icon="ℹ️",
+    )
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+def product_form(slot: str) -> live.ProductInput:
+    st.subheader(f"Product {slot}")
+    source = st.radio(
+        "Source",
+        ["Upload", "From the KB"],
+        horizontal=True,
+        key=f"try_{slot}_source",
+        persist_state="session",
+        label_visibility="collapsed",
+    )
+    if source == "From the KB":
+        if kb is None:
+            return live.ProductInput(None, errors=[f"No knowledge base is loaded to pick product {slot} from."])
+        choices = live.product_choices(kb, st.session_state.get(f"try_{slot}_query", ""))
+        if len(choices) < len(kb.products):  # a big KB: search first
+            st.text_input("Title words or ASIN", key=f"try_{slot}_query", persist_state="session")
+        pick = st.selectbox(
+            "Product",
+            list(choices),
+            index=None,
+            key=f"try_{slot}_pick",
+            persist_state="session",
+            placeholder="Type a few words of the title…",
+        )
+        chosen = live.kb_product(kb, choices.get(pick) if pick else None, slot)
+        if chosen.product is not None:
+            st.caption(md_escape(chosen.product.description[:400]) or "No description: stage 1 will write one.")
+        return chosen
+
+    files_key, kept_key = f"try_{slot}_files", f"try_{slot}_kept"
+    was_mounted = files_key in st.session_state
+    files = st.file_uploader(
+        f"Images (1–{live.MAX_UPLOADS}; PNG, JPEG or WebP)",
+        type=list(live.UPLOAD_TYPES),
+        accept_multiple_files=True,
+        key=files_key,
+    )
+    if files:
+        uploads = [live.read_upload(f.name, f.getvalue()) for f in files]
+        st.session_state[kept_key] = uploads
+    elif was_mounted:
+        st.session_state[kept_key] = uploads = []  # the user removed them
+    else:  # the uploader was hidden (other source or page): its files come back from the session
+        uploads = st.session_state.get(kept_key, [])
+        if uploads:
+            st.caption("Images kept from before: " + ", ".join(md_escape(u.name) for u in uploads))
+    for u in uploads:
+        if u.error:
+            st.error(f"**{md_escape(u.name)}**: {md_escape(u.error)}")
+        elif u.note:
+            st.info(f"{md_escape(u.name)}: {md_escape(u.note)}.")
+    good = [u for u in uploads if u.ok][: live.MAX_UPLOADS]
+    main = 0
+    if good:
+        st.image([u.image for u in good], width=110, caption=[u.name for u in good])
+        if len(good) > 1:
+            names = [u.name for u in good]
+            main = names.index(
+                st.selectbox("Image the model sees (MIND uses one per product)", names, key=f"try_{slot}_main")
+            )
+    title = st.text_input("Title (required)", key=f"try_{slot}_title", persist_state="session")
+    description = st.text_area(
+        "Description (optional: stage 1 writes one if empty)",
+        key=f"try_{slot}_desc",
+        persist_state="session",
+        height=90,
+    )
+    category = st.text_input(
+        "Category (optional)", key=f"try_{slot}_cat", persist_state="session", placeholder=live.UPLOAD_CATEGORY
+    )
+    return live.uploaded_product(slot, title, description, uploads, main=main, category=category)
+
+
+col_a, col_b = st.columns(2)
+with col_a:
+    input_a = product_form("A")
+with col_b:
+    input_b = product_form("B")
+for w in input_a.warnings + input_b.warnings:
+    st.warning(md_escape(w))
+
+st.subheader("Relations")
+all_relations = st.toggle(f"All {len(RELATIONS)} relations", key="try_all_relations", persist_state="session")
+if all_relations:
+    relations = list(RELATIONS)
+else:
+    relations = st.multiselect(
+        "Relations",
+        list(RELATIONS),
+        default=live.default_relations(config.kind),
+        key="try_relations",
+        persist_state="session",
+        format_func=lambda r: f"{r} — “{RELATION_PHRASES[r] or '(open)'}”",
+    )
+n_desc = sum(1 for p in (input_a.product, input_b.product) if p is None or not p.description.strip())
+n_calls = n_desc + 2 * len(relations)
+st.caption(
+    f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {len(relations)} filter "
+    "answers."
+    + (
+        " The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (README)."
+        if config.text_only
+        else ""
+    )
+)
+
+run: live.LiveRun | None = st.session_state.get(RUN_KEY)
+active = run is not None and run.running
+if st.button("Run MIND", type="primary", disabled=active, key="try_run_button"):
+    problems = live.check_pair(input_a, input_b) + config.problems()
+    if not relations:
+        problems.append("Choose at least one relation (or turn on all 20).")
+    if problems:
+        for p in problems:
+            st.error(md_escape(p))
+    else:
+        images = {input_a.product.asin: input_a.image, input_b.product.asin: input_b.image}
+        run = live.LiveRun(input_a.product, input_b.product, images, config, relations).start()
+        st.session_state[RUN_KEY] = run
+        st.session_state.pop("try_similar", None)
+        st.session_state.pop("try_saved", None)
+        st.rerun()  # redraw with the Run button disabled and the run panel polling
+
+
+# --- the live run -----------------------------------------------------------------------------------------------
+def stage_box(stage: live.StageView, view: live.RunView):
+    label = stage.title  # st.status draws the state's icon
+    if stage.state == "skipped":
+        label += " — skipped" + (" (both products have a description)" if stage.key == "describe" else "")
+    elif stage.planned:
+        label += f" — {stage.finished}/{stage.planned}"
+    if stage.state == "stopped":
+        label += " — stopped"
+    state = {"running": "running", "error": "error", "stopped": "error"}.get(stage.state, "complete")
+    return st.status(
+        label,
+        state=state,
+        expanded=stage.state in ("running", "error", "stopped") or (view.finished and stage.key == "filter"),
+    )
+
+
+@st.fragment(run_every=POLL_S if active else None)
+def run_panel():
+    run: live.LiveRun | None = st.session_state.get(RUN_KEY)
+    if run is None:
+        return
+    view = run.view()
+    st.subheader("Run")
+    st.caption(f"Backend: {md_escape(view.backend_label)} · {view.elapsed_s:.0f} s")
+    controls = st.empty()  # a fixed slot, so the elements below keep their places when the controls go
+    if run.running:
+        c1, c2 = controls.container().columns([1, 5])
+        c1.button(
+            "Stop",
+            key="try_stop",
+            on_click=run.stop,
+            disabled=view.cancel_requested,
+            help="Stops before the next backend call; what finished is kept.",
+        )
+        if view.phase == "loading":
+            c2.info("Loading the model (the first run in this server process takes longest)…")
+        elif view.cancel_requested:
+            c2.info("Stopping after the current call…")
+    frac = view.done / view.total if view.total else 0.0
+    st.progress(min(frac, 1.0), text=f"{view.done} / {view.total or '?'} backend calls")
+    for stage in view.stages:
+        slot = st.empty()  # one slot per stage: the "waiting" line is replaced in place by its status box
+        if stage.state == "waiting":
+            slot.caption(f"{stage.title} — not run" if view.finished else f"{stage.title} — waiting")
+            continue
+        with slot.container(), stage_box(stage, view):
+            for msg in stage.errors:
+                st.warning(md_escape(msg))
+            if stage.key == "describe":
+                for product in (run.a, run.b):
+                    st.markdown(f"**{md_escape(product.title)}**")
+                    if view.image_notes.get(product.asin):
+                        st.caption(md_escape(view.image_notes[product.asin]))
+                    if product.asin in view.descriptions:
+                        st.markdown(md_escape(view.descriptions[product.asin]))
+                    elif product.description.strip():
+                        st.caption("Description given: " + md_escape(product.description[:300]))
+                    elif view.phase == "running":
+                        st.caption("writing…")
+            elif stage.key == "intention":
+                if view.stacked is not None:
+                    st.image(view.stacked, width=260, caption="The stacked pair image the model gets (A above B)")
+                elif view.stacked_ready:
+                    st.caption("Neither product has an image: text only.")
+                for rel in run.relations:
+                    row = view.rows.get(rel)
+                    if row is not None:
+                        st.markdown(f"**{rel}** · {md_escape(row['intention'])}")
+            elif stage.key == "filter":
+                for rel in run.relations:
+                    row = view.rows.get(rel)
+                    if (row is not None and row.get("verdict") is not None) or (
+                        row is not None and "filter_unparsed" in (row.get("flags") or "")
+                    ):
+                        p = row.get("p_yes")
+                        st.markdown(
+                            f"**{rel}** {verdict_badge(row.get('verdict'))}"
+                            + (f" · P(yes) {p:.2f}" if p is not None else "")
+                            + f" — {md_escape(row.get('reason') or '')}"
+                        )
+    if view.finished and st.session_state.get("try_shown") is not run:
+        st.session_state["try_shown"] = run
+        st.rerun()  # once: the whole page, so the results below appear and polling stops
+
+
+run_panel()
+
+
+# --- results ----------------------------------------------------------------------------------------------------
+run = st.session_state.get(RUN_KEY)
+if run is None or run.running:
+    st.stop()
+view = run.view()
+rows = live.result_rows(view)
+if view.fatal:
+    st.error(f"The backend failed: {md_escape(view.fatal)}")
+    st.caption("Your inputs and anything already produced are kept. Fix the backend in the sidebar and run again.")
+elif view.cancelled:
+    st.info(f"Stopped. {len(rows)} finished intention(s) are kept below.")
+if view.errors and not view.fatal:
+    st.warning(f"{len(view.errors)} call(s) failed: " + "; ".join(md_escape(e) for e in view.errors[:5]))
+if not rows:
+    st.stop()
+
+st.subheader("Results")
+st.caption(f"{len(rows)} intention(s) · source `{view.source}`")
+st.dataframe(
+    live.results_table(rows),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "intention": st.column_config.TextColumn(width="large"),
+        "reason": st.column_config.TextColumn(width="medium"),
+        "p_yes": st.column_config.NumberColumn("P(yes)", format="%.2f"),
+    },
+)
+
+similar = st.session_state.get("try_similar")
+if similar is None or similar[0] is not run or similar[1] != str(getattr(kb, "path", "")):
+    found: dict = {}
+    if kb is not None:
+        from mind_core.query.search import index_available
+
+        if index_available(kb) is None:
+            with st.spinner("Finding similar intentions in the KB…"):
+                found = live.similar_in_kb(kb, rows, k=3)
+    similar = (run, str(getattr(kb, "path", "")), found)
+    st.session_state["try_similar"] = similar
+neighbours = similar[2]
+
+for row in rows:
+    with st.container(border=True):
+        p = row.get("p_yes")
+        st.markdown(
+            f"**{row['relation']}** {verdict_badge(row.get('verdict'))}"
+            + (f" · P(yes) {p:.2f}" if p is not None else "")
+        )
+        st.markdown(md_escape(row["intention"]))
+        if row.get("reason"):
+            st.caption("Filter: " + md_escape(row["reason"]))
+        for note in live.flag_notes(row.get("flags")):
+            st.caption(f"⚠️ {md_escape(note)}")
+        hits = neighbours.get(row["intention_id"])
+        if hits is not None and len(hits):
+            with st.expander(f"Similar intentions already in the KB ({len(hits)})"):
+                for h in hits.itertuples():
+                    st.markdown(f"`{h.score:.2f}` **{h.relation}** {verdict_badge(h.verdict)} {md_escape(h.intention)}")
+                    st.caption(f"{md_escape(h.title_a)} + {md_escape(h.title_b)}")
+
+products = [view.result.a, view.result.b] if view.result is not None else [run.a, run.b]
+st.subheader("Keep them")
+c1, c2, c3 = st.columns([2, 1, 2])
+if c1.button(
+    "Save into my KB",
+    key="try_save",
+    type="primary",
+    help=f"Adds these rows to {live.user_kb_path()} (Parquet + FAISS index), which the sidebar lists.",
+):
+    try:
+        with st.spinner("Saving and indexing…"):
+            st.session_state["try_saved"] = (run, live.save_run(rows, products))
+    except Exception as err:  # a full disk, a permission problem: say so, keep the results
+        st.error(f"Could not save: {md_escape(err)}")
+    else:
+        st.rerun()  # so the sidebar lists the user KB at once
+saved = st.session_state.get("try_saved")
+if saved is not None and saved[0] is run:
+    st.success(saved[1].text())
+
+    def open_user_kb(path: str) -> None:
+        st.session_state[ui.KB_STATE_KEY] = path
+        st.session_state["kb_select"] = path
+        st.session_state["kb_typed"] = ""
+
+    if st.button(
+        "Load my KB and open Search", key="try_open_search", on_click=open_user_kb, args=(str(saved[1].kb_dir),)
+    ):
+        st.switch_page("dashboard/views/search.py")
+fmt = c2.selectbox("Export format", EXPORT_FORMATS, key="try_export_fmt")
+c3.download_button(
+    f"Export {len(rows)} rows as {fmt.upper()}",
+    live.export_rows(rows, fmt, products),
+    file_name=f"mind-try.{fmt}",
+    key="try_export",
+    mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[fmt],
+)

@@ -1,0 +1,1 @@
+"""``python -m mind_core``: the command line (``main``) and one module per command group."""

@@ -1,0 +1,163 @@
+"""``distill``: run MIND's three stages over Amazon metadata into resumable, sharded Parquet parts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mind_core.cli.common import add_backend_args, backend_from_args, positive
+
+EPILOG = """\
+examples:
+  python -m mind_core distill --metadata meta_Clothing.json.gz --out runs/clothing --backend offline --max-pairs 20
+  python -m mind_core distill --metadata meta.json.gz --out runs/x --backend openai \\
+      --endpoint http://gpu-node:8000/v1 --concurrency 32 --shard 3/8      # shard 3 of 8 (shards count from 0)
+  python -m mind_core build-kb --input runs/x --out indexes/x
+
+Killed at any moment, the same command resumes: finished (pair, relation) rows are never redone or duplicated.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="generate intentions for co-buy pairs with an LVLM (MIND's 3 stages)",
+        description="Read Amazon Review 2018 product metadata (JSON lines, optionally .gz), take the also_buy pairs, "
+        "and for each pair and relation run: describe (stage 1, only for products without a "
+        "description unless --describe always), intention (stage 2) and the role-aware filter (stage "
+        "3). Writes Parquet parts under --out that `build-kb --input DIR` turns into a KB.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--metadata", required=True, metavar="FILE", help="Amazon metadata: .json/.jsonl[.gz] lines")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; re-use it to resume)")
+    add_backend_args(p, required=True)
+    p.add_argument(
+        "--relations",
+        default="all",
+        metavar="LIST",
+        help="'all' (20 relations) or a comma list such as usedFor,isA,cause (default: all)",
+    )
+    p.add_argument(
+        "--max-pairs",
+        type=positive(int),
+        metavar="N",
+        help="only the first N pairs of the file (applied before --shard)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="i/n",
+        help="work only on shard i of n (0 <= i < n), a stable partition of the pairs",
+    )
+    p.add_argument("--no-images", action="store_true", help="do not fetch images (text only)")
+    p.add_argument(
+        "--require-images",
+        action="store_true",
+        help="skip pairs where a product has no reachable image instead of using its text only",
+    )
+    p.add_argument(
+        "--image-timeout", type=positive(float), default=2.0, metavar="S", help="seconds per image download (default 2)"
+    )
+    p.add_argument(
+        "--describe",
+        choices=("missing", "always", "never"),
+        default="missing",
+        help="stage 1 for products without a description (default), for all, or never",
+    )
+    p.add_argument(
+        "--chunk-pairs",
+        type=positive(int),
+        default=None,
+        metavar="P",
+        help="pairs per written part; a kill loses at most one chunk of work (default: 8, or more so "
+        "that 2 x concurrency / batch size requests are in flight per stage)",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=0.2, metavar="T", help="sampling temperature (default 0.2; 0 = greedy)"
+    )
+    p.add_argument("--max-new-tokens", type=positive(int), default=512, metavar="N", help="default 512")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed where the backend supports one")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count invalid metadata lines")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_distill)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    import logging
+
+    from mind_core.cli.main import UserError
+    from mind_core.data.amazon import load_amazon_metadata
+    from mind_core.distill.batch import DistillError, parse_shard, run_distill
+    from mind_core.distill.pipeline import DistillOptions
+    from mind_core.lvlm.base import GenParams
+    from mind_core.schema import parse_relations
+
+    if not args.verbose:  # one line per HTTP request would drown the progress bar
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        relations = parse_relations(args.relations)
+        shard = parse_shard(args.shard)
+    except (ValueError, DistillError) as err:
+        raise UserError(str(err)) from None
+    if args.no_images and args.require_images:
+        raise UserError("--no-images and --require-images contradict each other; pick one")
+    if args.temperature < 0:
+        raise UserError("--temperature must be >= 0")
+
+    meta = load_amazon_metadata(args.metadata, skip_bad=args.skip_bad)
+    print(meta.report.summary(), file=sys.stderr)
+    for msg in meta.report.errors[:5]:
+        print(f"  skipped: {msg}", file=sys.stderr)
+    if not meta.pairs:
+        raise UserError(f"{args.metadata}: no co-buy pairs (no also_buy link whose two products are both in the file)")
+
+    params = GenParams(
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0, seed=args.seed
+    )
+    options = DistillOptions(
+        relations=relations,
+        params=params,
+        use_images=not args.no_images,
+        require_images=args.require_images,
+        describe=args.describe,
+        image_timeout=args.image_timeout,
+    )
+    backend = backend_from_args(args)
+    try:
+        if getattr(backend, "text_only", False):
+            print(
+                f"backend {backend.name} ({backend.model}) is the text-only fallback: rows are flagged text_only",
+                file=sys.stderr,
+            )
+        run_info = {
+            "metadata": str(args.metadata),
+            "backend": args.backend,
+            "model": backend.model,
+            "relations_spec": args.relations,
+            "max_pairs": args.max_pairs,
+            "no_images": args.no_images,
+            "require_images": args.require_images,
+            "temperature": args.temperature,
+            "max_new_tokens": args.max_new_tokens,
+        }
+        try:
+            summary = run_distill(
+                meta.products,
+                meta.pairs,
+                args.out,
+                backend,
+                options,
+                shard=shard,
+                max_pairs=args.max_pairs,
+                chunk_pairs=args.chunk_pairs,
+                progress=not args.no_progress,
+                run_info=run_info,
+            )
+        except DistillError as err:
+            raise UserError(str(err)) from None
+    finally:
+        backend.close()
+    print(summary.text(), file=sys.stderr)
+    print(f"next: python -m mind_core build-kb --input {args.out} --out indexes/<name>", file=sys.stderr)
+    return 0 if summary.remaining == 0 or (summary.errors == 0 and summary.skipped_pairs) else 1

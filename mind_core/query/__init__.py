@@ -1,0 +1,1 @@
+"""Reading a built KB: facets, keyword / semantic / hybrid search, product lookups, aggregations."""

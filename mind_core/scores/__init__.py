@@ -1,0 +1,1 @@
+"""Filter scores: computed at build time, threshold metrics and histograms."""
