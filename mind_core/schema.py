@@ -1,14 +1,22 @@
-"""The data model: products, co-buy pairs, intentions, and the relation table.
+"""The data model: relations, verdicts, row flags, products, co-buy pairs, intentions, and the table layouts.
 
-This module is the one place for the 20 MIND relation keys and their prompt phrases
-(see RELATIONS.md in the design notes) and for the KB column layout.
+This module is the one home of each of these facts: the 20 MIND relation keys and their prompt phrases
+(docs/relations.md), what a verdict is and how it is shown, what each row flag means, the timestamp format, and the
+column layout and Parquet schema of every table the project writes (KB intentions / products, filter scores,
+rescored answers).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 # --- relations -------------------------------------------------------------------------------------------------
 
@@ -43,8 +51,6 @@ EXTRA_RELATION_PHRASES: dict[str, str] = {"causeDesire": "the person wants his"}
 RELATIONS: tuple[str, ...] = tuple(RELATION_PHRASES)
 ALL_RELATION_PHRASES: dict[str, str] = {**RELATION_PHRASES, **EXTRA_RELATION_PHRASES}
 
-VERDICTS = ("yes", "no")
-
 
 def relation_phrase(relation: str) -> str:
     """The prompt phrase of a relation key; raises ``ValueError`` naming the valid keys."""
@@ -69,6 +75,75 @@ def parse_relations(spec: str | None) -> list[str]:
     if not keys:
         raise ValueError("no relation given")
     return keys
+
+
+# --- verdicts --------------------------------------------------------------------------------------------------
+
+#: what the role-aware filter can answer; None = not judged (or an answer that began with neither word)
+VERDICTS: tuple[str, ...] = ("yes", "no")
+#: how a verdict is shown (pages, CLI, exports for people): MIND keeps "yes" intentions and filters "no" ones
+VERDICT_LABELS: dict[str | None, str] = {"yes": "kept", "no": "filtered", None: "unjudged"}
+#: integer codes per row (histograms, charts): YES = 0, NO = 1, UNJUDGED = 2, in VERDICT_LABELS order
+YES, NO, UNJUDGED = 0, 1, 2
+VERDICT_CODE_LABELS: tuple[str, ...] = ("kept", "filtered", "unjudged")
+
+
+def verdict_label(verdict: object) -> str:
+    """ "kept" / "filtered" / "unjudged" for a verdict value (anything but "yes" / "no" is unjudged)."""
+    return VERDICT_LABELS.get(verdict, "unjudged") if isinstance(verdict, str) else "unjudged"
+
+
+def verdict_codes(verdicts: Iterable[object] | pd.Series) -> np.ndarray:
+    """:data:`YES` / :data:`NO` / :data:`UNJUDGED` per row (int8), fast on categorical columns."""
+    s = verdicts if isinstance(verdicts, pd.Series) else pd.Series(list(verdicts), dtype=object)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        lut = np.array([_code(c) for c in s.cat.categories] + [UNJUDGED], dtype=np.int8)
+        return lut[s.cat.codes.to_numpy()]  # code -1 (missing) picks the last entry
+    return np.fromiter((_code(v) for v in s.to_numpy(dtype=object)), dtype=np.int8, count=len(s))
+
+
+def _code(value: object) -> int:
+    return YES if value == "yes" else NO if value == "no" else UNJUDGED
+
+
+# --- row flags -------------------------------------------------------------------------------------------------
+
+#: what a flag in an intention row's ``flags`` (comma list) means
+FLAG_TEXT: dict[str, str] = {
+    "no_phrase": "the model did not begin with the requested opening",
+    "over_length": "longer than MIND's 120 words",
+    "text_only": "text-only fallback: the model did not see the images",
+    "one_image": "only one product had an image",
+    "filter_unparsed": "the filter answer began with neither yes nor no",
+    "not_filtered": "the filter did not run (stopped or failed)",
+}
+
+
+def flags_text(flags: Sequence[str]) -> str:
+    """Flags as stored: comma-joined, order kept, no repeats, no empties."""
+    return ",".join(dict.fromkeys(f for f in flags if f))
+
+
+def split_flags(flags: str | None) -> list[str]:
+    return [f for f in (flags or "").split(",") if f]
+
+
+def add_flags(flags: str | None, *extra: str) -> str:
+    return flags_text([*split_flags(flags), *extra])
+
+
+def flag_notes(flags: str | None) -> list[str]:
+    """What each flag of a row means, in words (unknown flags as they are)."""
+    return [FLAG_TEXT.get(f, f) for f in split_flags(flags)]
+
+
+# --- time ------------------------------------------------------------------------------------------------------
+
+
+def now_utc() -> str:
+    """The timestamp written into rows (``created_at``): UTC, milliseconds, ``2026-12-02T18:16:03.412Z``; such
+    strings sort in time order, which "the latest answer wins" relies on."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
@@ -169,3 +244,51 @@ INTENTION_COLUMNS: tuple[str, ...] = (
     "flags",
 )
 PRODUCT_COLUMNS: tuple[str, ...] = ("asin", "title", "description", "image_urls", "category")
+
+# --- Parquet schemas of every table the project writes ------------------------------------------------------------
+
+INTENTIONS_SCHEMA = pa.schema(
+    [
+        ("intention_id", pa.string()),
+        ("pair_id", pa.string()),
+        ("asin_a", pa.string()),
+        ("asin_b", pa.string()),
+        ("relation", pa.string()),
+        ("intention", pa.string()),
+        ("verdict", pa.string()),
+        ("reason", pa.string()),
+        ("p_yes", pa.float64()),
+        ("category", pa.string()),
+        ("source", pa.string()),
+        ("created_at", pa.string()),
+        ("tail", pa.string()),
+        ("flags", pa.string()),
+    ]
+)
+PRODUCTS_SCHEMA = pa.schema(
+    [
+        ("asin", pa.string()),
+        ("title", pa.string()),
+        ("description", pa.string()),
+        ("image_urls", pa.list_(pa.string())),
+        ("category", pa.string()),
+    ]
+)
+#: ``<kb>/scores.parquet``: the build-time filter scores, one row per intentions row, same order
+SCORES_SCHEMA = pa.schema([("intention_id", pa.string()), ("grounding", pa.float32()), ("typicality", pa.float32())])
+#: the folder under a KB where ``rescore`` writes: ``<kb>/rescore/<source>/part-*.parquet``
+RESCORE_DIR = "rescore"
+#: ``<kb>/rescore/<source>/part-*.parquet``: the filter's answer asked again by ``rescore``
+RESCORE_SCHEMA = pa.schema(
+    [
+        ("intention_id", pa.string()),
+        ("p_yes", pa.float64()),
+        ("verdict", pa.string()),
+        ("reason", pa.string()),
+        ("source", pa.string()),
+        ("created_at", pa.string()),
+        ("flags", pa.string()),
+    ]
+)
+RESCORE_COLUMNS: tuple[str, ...] = tuple(RESCORE_SCHEMA.names)
+assert tuple(INTENTIONS_SCHEMA.names) == INTENTION_COLUMNS and tuple(PRODUCTS_SCHEMA.names) == PRODUCT_COLUMNS

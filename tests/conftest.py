@@ -52,7 +52,7 @@ SAMPLE_DIR = REPO_ROOT / "data" / "mind_sample"
 def sample_kb_dir(tmp_path_factory) -> Path:
     """The full vendored MIND sample built into a KB once per session (embeddings come from the persistent
     embedding cache after the first build on a machine)."""
-    from mind_core.kb.store import build_kb
+    from mind_core.kb.build import build_kb
 
     out = tmp_path_factory.mktemp("kb") / "sample"
     build_kb([SAMPLE_DIR], out, progress=False)

@@ -1,8 +1,6 @@
-"""Chart data and plotly figures for the Categories page (the paper's intention categories = relation types).
-
-Every ``*_data`` function is a pure, vectorised aggregation of the intentions table (fast at 1.26M rows: group
-by categorical codes, histogram bins instead of raw points); every ``fig_*`` builds a plotly figure from it.
-:func:`rows_for_selection` turns a chart selection (``st.plotly_chart(on_select=...)`` points) into matching rows.
+"""Plotly figures for the Categories page (the paper's intention categories = relation types), and turning a
+chart selection (``st.plotly_chart(on_select=...)`` points) back into KB rows. The numbers come from
+:mod:`mind_core.query.aggregate`; nothing here computes them.
 """
 
 from __future__ import annotations
@@ -13,112 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-VERDICT_LABELS = {"yes": "kept", "no": "filtered", None: "unjudged"}
+from mind_core.query.aggregate import group_codes, intention_lengths
+from mind_core.query.embedmap import EmbeddingMap
+from mind_core.schema import VERDICT_CODE_LABELS, verdict_codes
+
 VERDICT_COLORS = {"kept": "#2e7d32", "filtered": "#c62828", "unjudged": "#9e9e9e"}
-
-
-VERDICT_NAMES = np.array(["kept", "filtered", "unjudged"], dtype=object)
-
-
-def _codes(col: pd.Series, missing: str = "(none)") -> tuple[np.ndarray, list[str]]:
-    """(integer code per row, names): categorical codes when available (no string work at 1.26M rows);
-    missing values and empty strings are named ``missing``."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        codes, names = col.cat.codes.to_numpy().astype(np.int64), [str(c) for c in col.cat.categories]
-    else:
-        codes, uniq = pd.factorize(col, sort=True)
-        codes, names = codes.astype(np.int64), [str(u) for u in uniq]
-    names = [n if n else missing for n in names] + [missing]
-    codes = np.where(codes < 0, len(names) - 1, codes)
-    # merge names that became equal (e.g. "" and missing)
-    uniq_names, inverse = np.unique(np.asarray(names, dtype=object), return_inverse=True)
-    return inverse[codes], [str(u) for u in uniq_names]
-
-
-def verdict_codes(verdict: pd.Series) -> np.ndarray:
-    """0 = kept (yes), 1 = filtered (no), 2 = unjudged, per row."""
-    codes, names = _codes(verdict, missing="")
-    lut = np.array([0 if n == "yes" else 1 if n == "no" else 2 for n in names], dtype=np.int64)
-    return lut[codes]
-
-
-def _verdict_label(verdict: pd.Series) -> np.ndarray:
-    return VERDICT_NAMES[verdict_codes(verdict)]
-
-
-def relation_verdict_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Per relation: intentions, kept, filtered, unjudged, kept_rate (kept / judged), sorted by intentions desc."""
-    rc, rels = _codes(df["relation"])
-    vc = verdict_codes(df["verdict"])
-    counts = np.bincount(rc * 3 + vc, minlength=3 * len(rels)).reshape(len(rels), 3)
-    out = pd.DataFrame(
-        {
-            "relation": rels,
-            "intentions": counts.sum(axis=1),
-            "kept": counts[:, 0],
-            "filtered": counts[:, 1],
-            "unjudged": counts[:, 2],
-        }
-    )
-    out = out[out["intentions"] > 0]
-    judged = (out["kept"] + out["filtered"]).replace(0, np.nan)
-    out["kept_rate"] = out["kept"] / judged
-    return out.sort_values(["intentions", "relation"], ascending=[False, True], kind="stable").reset_index(drop=True)
-
-
-def category_relation_data(df: pd.DataFrame, category: pd.Series | None = None) -> pd.DataFrame:
-    """Counts: rows = category (``category`` series aligned with ``df``, default the intention category),
-    columns = relation (same order as :func:`relation_verdict_data`)."""
-    cc, cats = _codes(df["category"] if category is None else category)
-    rc, rels = _codes(df["relation"])
-    counts = np.bincount(cc * len(rels) + rc, minlength=len(cats) * len(rels)).reshape(len(cats), len(rels))
-    table = pd.DataFrame(counts, index=pd.Index(cats, name="category"), columns=pd.Index(rels, name="relation"))
-    order = relation_verdict_data(df)["relation"].tolist()
-    table = table.loc[table.sum(axis=1) > 0, [r for r in order if r in table.columns]]
-    return table.loc[table.sum(axis=1).sort_values(ascending=False, kind="stable").index]
-
-
-def product_category_of_a(df: pd.DataFrame, products: pd.DataFrame, a_pos: np.ndarray | None = None) -> pd.Series:
-    """The product category of each row's product A (for the category × relation heatmap), as a categorical.
-    ``a_pos``: optional precomputed position of each ``asin_a`` in ``products`` (-1 = unknown), e.g. from
-    :class:`mind_core.query.search.ProductIndex`, which avoids mapping 1.26M strings."""
-    if a_pos is None:
-        a_pos = pd.Index(products["asin"].to_numpy()).get_indexer(df["asin_a"])
-    codes, names = pd.factorize(products["category"].fillna("").to_numpy(), sort=True)
-    names = [n if n else "(unknown)" for n in names] + ["(unknown)"]
-    row_codes = np.where(a_pos >= 0, codes[np.maximum(a_pos, 0)], len(names) - 1)
-    row_codes = np.where(row_codes < 0, len(names) - 1, row_codes)
-    uniq, inverse = np.unique(np.asarray(names, dtype=object), return_inverse=True)
-    return pd.Series(pd.Categorical.from_codes(inverse[row_codes], categories=[str(u) for u in uniq]), index=df.index)
-
-
-def intention_lengths(df: pd.DataFrame, unit: str = "words") -> np.ndarray:
-    """Length of each intention in words (tokens ``[a-z0-9]+``, as the keyword index counts them) or chars.
-    The dashboard passes the keyword index's precomputed per-text lengths instead (same numbers, no text scan)."""
-    from mind_core.query.search import TOKEN_RE
-
-    text = df["intention"].astype(object).fillna("")
-    if unit == "chars":
-        return text.str.len().to_numpy(dtype=np.int64)
-    return text.str.lower().str.count(TOKEN_RE.pattern).to_numpy(dtype=np.int64)
-
-
-def length_data(df: pd.DataFrame, bins: int = 40, lengths: np.ndarray | None = None) -> pd.DataFrame:
-    """Histogram of intention length (default: :func:`intention_lengths` in words) split by verdict label:
-    columns bin_left, bin_right, verdict, count (numpy bins: [left, right), the last one closed)."""
-    lengths = intention_lengths(df) if lengths is None else np.asarray(lengths)
-    labels = _verdict_label(df["verdict"])
-    edges = np.histogram_bin_edges(lengths, bins=bins) if len(lengths) else np.array([0.0, 1.0])
-    parts = []
-    for lab in ("kept", "filtered", "unjudged"):
-        sel = labels == lab
-        if not sel.any():
-            continue
-        counts, _ = np.histogram(lengths[sel], bins=edges)
-        parts.append(pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "verdict": lab, "count": counts}))
-    if not parts:
-        return pd.DataFrame(columns=["bin_left", "bin_right", "verdict", "count"])
-    return pd.concat(parts, ignore_index=True)
 
 
 def fig_relation_stacked(data: pd.DataFrame):
@@ -227,6 +124,53 @@ def fig_lengths(data: pd.DataFrame, unit: str = "words"):
     return fig
 
 
+# --- embedding map ---------------------------------------------------------------------------------------------
+
+
+def _label_order(label) -> tuple:
+    """Cluster labels "3: words" in numeric order, other labels alphabetically."""
+    head = str(label).split(":", 1)[0]
+    return (0, int(head), "") if head.isdigit() else (1, 0, str(label))
+
+
+def fig_map(m: EmbeddingMap, color: np.ndarray, color_title: str, hover: list[str]):
+    """Scatter of the map; ``color``: one label per point (relation or cluster label)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    from plotly.colors import qualitative
+
+    color = np.asarray(color, dtype=object)
+    n_labels = len(pd.unique(color))
+    palette = (
+        qualitative.G10 + ["#222222", "#AAAA11"]
+        if n_labels <= 12  # clusters: 12 well-separated colours
+        else qualitative.Dark24 + qualitative.Light24
+    )  # relations (20) and more
+    for i, lab in enumerate(sorted(pd.unique(color), key=_label_order)):
+        sel = np.flatnonzero(color == lab)
+        fig.add_scattergl(
+            x=m.xy[sel, 0],
+            y=m.xy[sel, 1],
+            mode="markers",
+            name=str(lab),
+            marker=dict(size=5, opacity=0.7, color=palette[i % len(palette)]),
+            customdata=m.rows[sel][:, None],
+            text=[hover[i] for i in sel],
+            hovertemplate="%{text}<extra>" + str(lab)[:40] + "</extra>",
+        )
+    fig.update_layout(
+        title=f"Intention embeddings, PCA 2-D ({len(m.rows):,} points; coloured by {color_title})",
+        xaxis_title=f"PC1 ({m.explained[0]:.0%} var.)",
+        yaxis_title=f"PC2 ({m.explained[1]:.0%} var.)",
+        height=600,
+        legend_title=color_title,
+        dragmode="lasso",
+        margin=dict(t=50, b=40),
+    )
+    return fig
+
+
 # --- selections ------------------------------------------------------------------------------------------------
 
 
@@ -247,9 +191,9 @@ def rows_for_selection(
     if not points:
         return None
     mask = np.zeros(len(df), dtype=bool)
-    rc, rels = _codes(df["relation"])
+    rc, rels = group_codes(df["relation"])
     verdict = verdict_codes(df["verdict"])
-    names = list(VERDICT_NAMES)
+    names = list(VERDICT_CODE_LABELS)
     lengths_ = lengths
 
     def rel_is(x) -> np.ndarray:
@@ -268,7 +212,7 @@ def rows_for_selection(
                 m &= verdict == names.index(p["customdata"])
             mask |= m
         elif chart == "heatmap":
-            cc, cats = _codes(df["category"] if category is None else category)
+            cc, cats = group_codes(df["category"] if category is None else category)
             y = p.get("y")
             mask |= rel_is(p.get("x")) & (cc == cats.index(y) if y in cats else False)
         elif chart == "lengths":

@@ -1,4 +1,4 @@
-"""Safe, plain presentation of KB text for the pages (pure functions, no Streamlit import).
+"""Safe, plain presentation of KB text for the pages (pure functions).
 
 Intentions, reasons, titles and descriptions are model output or scraped metadata: they may contain Markdown or
 HTML characters. Pages never render them as HTML; text shown through ``st.markdown`` goes through
@@ -11,13 +11,12 @@ import html
 import re
 
 import numpy as np
-import pandas as pd
+
+from mind_core.schema import verdict_label
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~:$<&])")
 
-VERDICT_TEXT = {"yes": "kept", "no": "filtered"}
-VERDICT_BADGE = {"yes": ":green-badge[kept]", "no": ":red-badge[filtered]"}
-UNJUDGED_BADGE = ":gray-badge[unjudged]"
+_BADGE_COLOUR = {"kept": "green", "filtered": "red", "unjudged": "gray"}
 
 
 def md_escape(text: object) -> str:
@@ -39,55 +38,7 @@ def hover_escape(text: object, limit: int = 140) -> str:
     return html.escape(s)
 
 
-def verdict_text(verdict: object) -> str:
-    return VERDICT_TEXT.get(verdict, "unjudged") if isinstance(verdict, str) else "unjudged"
-
-
 def verdict_badge(verdict: object) -> str:
-    return VERDICT_BADGE.get(verdict, UNJUDGED_BADGE) if isinstance(verdict, str) else UNJUDGED_BADGE
-
-
-RESULT_COLUMNS = [
-    "score",
-    "relation",
-    "verdict",
-    "intention",
-    "title_a",
-    "title_b",
-    "p_yes",
-    "category",
-    "asin_a",
-    "asin_b",
-    "intention_id",
-]
-
-
-def results_table(hits: pd.DataFrame, titles: pd.Series) -> pd.DataFrame:
-    """Search hits as shown (and exported): score, relation, kept/filtered, intention, both titles, ids."""
-    out = pd.DataFrame(
-        {
-            "score": hits["score"].round(4) if "score" in hits else np.nan,
-            "relation": hits["relation"].astype(object),
-            "verdict": [verdict_text(v) for v in hits["verdict"].astype(object)],
-            "intention": hits["intention"].astype(object),
-            "title_a": [clean_title(t) for t in hits["asin_a"].map(titles)],
-            "title_b": [clean_title(t) for t in hits["asin_b"].map(titles)],
-            "p_yes": hits["p_yes"].astype(float),
-            "category": hits["category"].astype(object),
-            "asin_a": hits["asin_a"].astype(object),
-            "asin_b": hits["asin_b"].astype(object),
-            "intention_id": hits["intention_id"].astype(object),
-        }
-    )
-    for extra in ("cosine", "bm25"):
-        if extra in hits:
-            out.insert(1, extra, hits[extra].round(4).to_numpy())
-    return out.reset_index(drop=True)
-
-
-def page_slice(n: int, page: int, page_size: int) -> tuple[int, int, int]:
-    """(start, stop, n_pages) of 1-based ``page`` (clamped) for ``n`` rows."""
-    n_pages = max(1, -(-n // page_size))
-    page = min(max(1, int(page)), n_pages)
-    start = (page - 1) * page_size
-    return start, min(n, start + page_size), n_pages
+    """A Markdown badge for a verdict: green "kept", red "filtered", grey "unjudged"."""
+    label = verdict_label(verdict)
+    return f":{_BADGE_COLOUR[label]}-badge[{label}]"

@@ -71,21 +71,14 @@ def fig_kept_grouped(a: pd.DataFrame, b: pd.DataFrame, group_label: str, *, titl
         dict(
             type="bar",
             x=order,
-            y=a["kept"].tolist(),
-            name="kept at A",
-            marker=dict(color=COLOR_A),
-            customdata=a["kept_rate"].tolist(),
-            hovertemplate="%{x}: %{y:,} kept at A (%{customdata:.0%} of scored)<extra></extra>",
-        ),
-        dict(
-            type="bar",
-            x=order,
-            y=b["kept"].tolist(),
-            name="kept at B",
-            marker=dict(color=COLOR_B),
-            customdata=b["kept_rate"].tolist(),
-            hovertemplate="%{x}: %{y:,} kept at B (%{customdata:.0%} of scored)<extra></extra>",
-        ),
+            y=counts["kept"].tolist(),
+            name=f"kept at {label}",
+            marker=dict(color=color),
+            customdata=counts["kept_rate"].tolist(),
+            hovertemplate=f"%{{x}}: %{{y:,}} kept at {label} (%{{customdata:.0%}} of scored)<extra></extra>",
+        )
+        for counts, label, color in ((a, "A", COLOR_A), (b, "B", COLOR_B))
+    ] + [
         dict(
             type="bar",
             x=order,

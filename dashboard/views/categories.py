@@ -7,8 +7,11 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.presenters import charts
-from dashboard.presenters.text import hover_escape, results_table
-from mind_core.query import embedmap, search
+from dashboard.presenters.tables import results_table
+from dashboard.presenters.text import hover_escape
+from mind_core.query import aggregate, embedmap
+from mind_core.query.keyword import keyword_index
+from mind_core.query.products import product_index
 
 kb = ui.render_sidebar()
 st.title("Intention categories")
@@ -19,30 +22,30 @@ kb_key = ui.kb_cache_key(kb)
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def relation_data(_kb, kb_key: str):
-    return charts.relation_verdict_data(_kb.intentions)
+    return aggregate.relation_verdict_data(_kb.intentions)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def heat_category(_kb, kb_key: str, by: str):
     if by == "intention":
         return None
-    return charts.product_category_of_a(_kb.intentions, _kb.products, search.product_index(_kb).a_pos)
+    return aggregate.product_category_of_a(_kb.intentions, _kb.products, product_index(_kb).a_pos)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def heat_data(_kb, kb_key: str, by: str):
-    return charts.category_relation_data(_kb.intentions, heat_category(_kb, kb_key, by))
+    return aggregate.category_relation_data(_kb.intentions, heat_category(_kb, kb_key, by))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def lengths(_kb, kb_key: str) -> np.ndarray:
-    kw = search.keyword_index(_kb)  # per-text token counts, precomputed with the keyword index
+    kw = keyword_index(_kb)  # per-text token counts, precomputed with the keyword index
     return kw.doc_len[kw.row_text].astype(np.int64)
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def length_data(_kb, kb_key: str):
-    return charts.length_data(_kb.intentions, lengths=lengths(_kb, kb_key))
+    return aggregate.length_data(_kb.intentions, lengths=lengths(_kb, kb_key))
 
 
 @st.cache_resource(show_spinner="Projecting embeddings…", max_entries=2)
@@ -101,7 +104,7 @@ if kb.manifest.get("embed_dim") and (kb.path / "embeddings.npy").exists():
         else kb.intentions["relation"].astype(object).to_numpy()[m.rows]
     )
     hover = [hover_escape(t) for t in kb.intentions["intention"].iloc[m.rows]]
-    chart(embedmap.fig_map(m, color, color_by, hover), "map_chart", "map")
+    chart(charts.fig_map(m, color, color_by, hover), "map_chart", "map")
     st.caption(
         "Topic clusters: FAISS spherical k-means (12) on the sampled embeddings, labelled by class-based "
         "TF-IDF top words; axes: PCA of the same sample."

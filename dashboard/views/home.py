@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import ui
+from mind_core.query.aggregate import verdict_counts
 
 kb = ui.render_sidebar()
 
@@ -26,7 +27,12 @@ if kb is not None:
         f"FAISS `{m['index_factory']}`"
     )
     st.subheader("Intentions per relation")
-    st.dataframe(kb.stats_by_relation(), hide_index=True, width="stretch")
+    st.dataframe(
+        verdict_counts(kb.intentions, "relation"),
+        hide_index=True,
+        width="stretch",
+        column_config={"kept_rate": st.column_config.NumberColumn("kept rate", format="percent")},
+    )
 
 others = [p for p in ui.PAGES if p[0] != "dashboard/views/home.py"]
 if others:

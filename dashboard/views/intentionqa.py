@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import ui
+from dashboard.presenters import intentionqa as present
+from dashboard.presenters.text import md_escape
+from mind_core import config
+from mind_core.distill.live import open_backend
 from mind_core.eval import intentionqa as iqa
+from mind_core.lvlm.base import BackendError
 
 RESULTS_KEY = "iqa_results"
 
@@ -25,13 +27,6 @@ st.write(
 )
 
 
-@st.cache_resource(show_spinner="Starting the LVLM backend…")
-def _backend(kind: str, endpoint: str | None, model: str | None):
-    from mind_core.lvlm import make_backend
-
-    return make_backend(kind, endpoint=endpoint or None, model=model or None)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def run_method(
     path: str,
@@ -43,26 +38,30 @@ def run_method(
     exclude: bool,
     kb_path: str,
     kb_built: str,
-    backend_cfg: tuple,
+    backend_key: tuple,
     _kb,
+    _backend_config=None,
     _progress=None,
 ) -> dict:
-    """One method on one sample; cached per inputs (the KB by path + build time)."""
+    """One method on one sample; cached per inputs (the KB by path + build time, the backend by its options
+    without secrets)."""
     questions, dropped = iqa.select_questions(
         path, n=n, seed=seed, exclude_pair_ids=_kb.intentions["pair_id"].unique() if exclude else None
     )
-    backend = cache = None
+    backend, owned, cache = None, False, None
     if method in iqa.LVLM_METHODS:
-        from mind_core.config import cache_dir
-
-        backend = _backend(*backend_cfg)
-        cache = iqa.AnswerCache(cache_dir() / "intentionqa" / "answers.jsonl")
+        backend, owned = open_backend(_backend_config)
+        cache = iqa.AnswerCache(config.cache_dir("intentionqa") / "answers.jsonl")
     vectors = None
     if method != "overlap" and method != "lvlm":
         vectors = iqa.TextVectors(questions, _kb.embed_model)
-    res = iqa.evaluate(
-        questions, method, kb=_kb, k=k, backend=backend, cache=cache, vectors=vectors, seed=seed, progress=_progress
-    )
+    try:
+        res = iqa.evaluate(
+            questions, method, kb=_kb, k=k, backend=backend, cache=cache, vectors=vectors, seed=seed, progress=_progress
+        )
+    finally:
+        if owned:
+            backend.close()
     return {"result": res.to_json(), "questions": [iqa.question_view(q) for q in questions], "dropped": dropped}
 
 
@@ -70,6 +69,11 @@ if kb is None:
     st.stop()
 
 files = iqa.data_files()
+with st.expander("LVLM backend (for the lvlm / lvlm+kb methods)"):
+    backend_config = ui.backend_picker("iqa", ui.settings())
+    st.caption(
+        md_escape(backend_config.describe()) + " · offline = text-only SmolLM2-135M, seconds per question on a CPU"
+    )
 with st.form("iqa_form"):
     c1, c2 = st.columns([2, 1])
     names = [f.name for f in files]
@@ -79,8 +83,8 @@ with st.form("iqa_form"):
         key="iqa_file",
         index=names.index("task1_sample.jsonl") if "task1_sample.jsonl" in names else 0,
         format_func=lambda p: Path(p).name,
-        help="data/intentionqa/ holds 60-question subsets; set MIND_INTENTIONQA_DIR to a folder "
-        "with the full files to offer them here.",
+        help="data/intentionqa/ holds 60-question subsets and the full benchmark files (full/*.jsonl.gz); set "
+        "MIND_INTENTIONQA_DIR to a folder of other IntentionQA files to offer them here.",
     )
     typed = c2.text_input("…or another file (same JSONL format)", key="iqa_file_typed")
     methods = st.multiselect("Methods", list(iqa.METHODS), default=["overlap", "embed", "embed+kb"], key="iqa_methods")
@@ -94,21 +98,6 @@ with st.form("iqa_form"):
         help="Drop questions whose product pair is in the KB: the MIND sample shares pairs with "
         "IntentionQA, so this measures the KB without that leakage.",
     )
-    with st.expander("LVLM backend (lvlm / lvlm+kb)"):
-        b1, b2, b3 = st.columns(3)
-        kind = b1.selectbox(
-            "Backend",
-            ["offline", "openai"],
-            key="iqa_backend",
-            help="offline = text-only SmolLM2-135M fallback, seconds per question on a CPU",
-        )
-        endpoint = b2.text_input(
-            "Endpoint (openai)",
-            value=os.environ.get("MIND_ENDPOINT", ""),
-            key="iqa_endpoint",
-            placeholder="http://localhost:8000/v1",
-        )
-        model = b3.text_input("Model (optional)", key="iqa_model")
     submitted = st.form_submit_button("Run", type="primary")
 
 if submitted:
@@ -121,7 +110,9 @@ if submitted:
     if not methods:
         st.warning("Pick at least one method.")
         st.stop()
-    cfg = (kind, endpoint.strip() if kind == "openai" else None, model.strip() or None)
+    if any(m in iqa.LVLM_METHODS for m in methods) and (problems := backend_config.problems()):
+        st.error(f"LVLM backend: {md_escape(problems[0])}")
+        st.stop()
     runs = {}
     bar = st.progress(0.0, text="starting…")
     try:
@@ -141,21 +132,18 @@ if submitted:
                 bool(exclude),
                 str(kb.path),
                 kb.manifest.get("built_at", ""),
-                cfg,
+                backend_config.cache_key(),
                 kb,
+                backend_config,
                 progress,
             )
             bar.progress((i + 1) / len(methods), text=f"{method}: done")
     except (iqa.DataError, ValueError, FileNotFoundError) as err:
         st.error(f"Could not evaluate: {err}")
         st.stop()
-    except Exception as err:  # backend failures: say what to do, keep the page alive
-        from mind_core.lvlm.base import BackendError
-
-        if isinstance(err, BackendError):
-            st.error(f"LVLM backend failed: {err}")
-            st.stop()
-        raise
+    except BackendError as err:  # backend failures: say what to do, keep the page alive
+        st.error(f"LVLM backend failed: {md_escape(err)}")
+        st.stop()
     bar.empty()
     st.session_state[RESULTS_KEY] = {"path": path, "k": int(k), "exclude": bool(exclude), "runs": runs}
 
@@ -172,39 +160,9 @@ st.caption(
     + f" · k = {state['k']}"
 )
 
-rows = []
-for method, run in runs.items():
-    r = run["result"]
-    rows.append(
-        {
-            "method": method,
-            "accuracy": r["accuracy"],
-            "ci_low": r["ci95"][0],
-            "ci_high": r["ci95"][1],
-            "scored": r["n"],
-            "skipped (<4 options)": r["n_skipped_lt4"],
-            "errors": r["n_errors"],
-            "seconds": r["seconds"],
-        }
-    )
-summary = pd.DataFrame(rows)
+summary = present.accuracy_table(runs)
 st.subheader("Accuracy (95 % bootstrap interval)")
-fig = go.Figure(
-    go.Bar(
-        x=summary["method"],
-        y=100 * summary["accuracy"],
-        error_y=dict(
-            type="data",
-            array=100 * (summary["ci_high"] - summary["accuracy"]),
-            arrayminus=100 * (summary["accuracy"] - summary["ci_low"]),
-        ),
-        text=[f"{100 * a:.1f}%" for a in summary["accuracy"]],
-        textposition="inside",
-        insidetextanchor="start",
-    )
-)
-fig.update_layout(yaxis_title="accuracy (%)", yaxis_range=[0, 105], height=360, margin=dict(t=20, b=20))
-st.plotly_chart(fig, key="iqa_acc_chart")
+st.plotly_chart(present.fig_accuracy(summary), key="iqa_acc_chart")
 st.dataframe(
     summary.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}", "seconds": "{:.1f}"}),
     hide_index=True,
@@ -218,39 +176,9 @@ for other, base in iqa.KB_BASE.items():
 
 
 def _group_chart(field: str, title: str, key: str) -> None:
-    recs = [
-        {"method": m, "group": g, "accuracy": v["accuracy"], "n": v["n"], "lo": v["ci95"][0], "hi": v["ci95"][1]}
-        for m, run in runs.items()
-        for g, v in run["result"][field].items()
-        if v["n"]
-    ]
-    if not recs:
-        return
-    df = pd.DataFrame(recs)
-    fig = go.Figure(
-        [
-            go.Bar(
-                name=m,
-                x=d["group"],
-                y=100 * d["accuracy"],
-                error_y=dict(
-                    type="data", array=100 * (d["hi"] - d["accuracy"]), arrayminus=100 * (d["accuracy"] - d["lo"])
-                ),
-                customdata=d["n"],
-                hovertemplate="%{x}: %{y:.1f}% (n=%{customdata})",
-            )
-            for m, d in df.groupby("method", sort=False)
-        ]
-    )
-    fig.update_layout(
-        barmode="group",
-        yaxis_title="accuracy (%)",
-        yaxis_range=[0, 105],
-        height=340,
-        margin=dict(t=20, b=20),
-        xaxis_title=title,
-    )
-    st.plotly_chart(fig, key=key)
+    fig = present.fig_by_group(runs, field, title)
+    if fig is not None:
+        st.plotly_chart(fig, key=key)
 
 
 c1, c2 = st.columns(2)
@@ -263,21 +191,11 @@ with c2:
 
 st.subheader("Question browser")
 questions = first["questions"]
-preds = {m: {p["key"]: p for p in run["result"]["predictions"]} for m, run in runs.items()}
-
-
-def _label(i: int) -> str:
-    q = questions[i]
-    marks = " ".join(
-        ("✓" if preds[m][q["key"]]["correct"] else "✗" if preds[m][q["key"]]["correct"] is False else "–") for m in runs
-    )
-    return f"{q['id']} [{marks}] {q['question'][:90]}"
-
-
+preds = present.predictions_by_method(runs)
 idx = st.selectbox(
     "Question",
     range(len(questions)),
-    format_func=_label,
+    format_func=lambda i: present.question_label(questions[i], preds),
     key="iqa_question",
     help="✓/✗ per method in the order of the table above; – = not scored (< 4 options) or failed",
 )
@@ -287,12 +205,7 @@ st.markdown(
     f"{q['typicality']}" + ("" if q["scored"] else " · *fewer than 4 options: not scored*")
 )
 st.text(q["question"])
-table = pd.DataFrame({"letter": list(iqa.LETTERS[: len(q["choices"])]), "choice": q["choices"]})
-table["gold"] = ["✓" if letter == q["answer_letter"] else "" for letter in table["letter"]]
-for m in runs:
-    p = preds[m][q["key"]]
-    table[m] = ["◀ picked" if letter == p["letter"] else "" for letter in table["letter"]]
-st.dataframe(table, hide_index=True, key="iqa_choices")
+st.dataframe(present.choices_table(q, preds), hide_index=True, key="iqa_choices")
 for m in runs:
     p = preds[m][q["key"]]
     if p.get("raw") is not None or p.get("error"):
@@ -305,11 +218,8 @@ kb_methods = [m for m in runs if preds[m][q["key"]].get("retrieved")]
 if kb_methods:
     hits = preds[kb_methods[0]][q["key"]]["retrieved"]
     st.markdown(f"**Retrieved KB intentions** (k = {len(hits)}, used by {', '.join(kb_methods)})")
-    titles = kb.products["title"]
-    hits_df = pd.DataFrame(hits)
-    hits_df["products"] = [" + ".join(str(titles.get(a, a))[:60] for a in pid.split("|")) for pid in hits_df["pair_id"]]
     st.dataframe(
-        hits_df[["score", "weight", "relation", "products", "intention"]],
+        present.retrieved_table(hits, kb.products["title"]),
         hide_index=True,
         key="iqa_hits",
         column_config={"intention": st.column_config.TextColumn(width="large")},

@@ -6,9 +6,10 @@ Deep link: ``/products?asin=<ASIN>``; opening a partner moves there and updates 
 import streamlit as st
 
 from dashboard import ui
-from dashboard.presenters.text import clean_title, md_escape, page_slice, verdict_badge
+from dashboard.presenters.tables import page_slice
+from dashboard.presenters.text import clean_title, md_escape, verdict_badge
 from mind_core import images
-from mind_core.query import search
+from mind_core.query import products as lookups
 
 PARTNERS_PER_PAGE = 10
 
@@ -21,12 +22,12 @@ kb_key = ui.kb_cache_key(kb)
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def find(_kb, kb_key: str, text: str):
-    return search.find_products(_kb, text, limit=50)
+    return lookups.find_products(_kb, text, limit=50)
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
 def most_connected(_kb, kb_key: str, n: int = 10):
-    idx = search.product_index(_kb)
+    idx = lookups.product_index(_kb)
     counts = idx.offsets[1:] - idx.offsets[:-1]
     top = counts.argsort(kind="stable")[::-1][:n]
     return [(str(idx.asins[i]), int(counts[i])) for i in top]
@@ -89,8 +90,8 @@ with info_col:
             st.markdown(md_escape(product["description"]))
 
 kept_only = st.toggle("Kept only (intentions the filter accepted)", key="kept_only")
-partners = search.product_partners(kb, asin, kept_only=kept_only)
-rows = search.product_intentions(kb, asin, kept_only=kept_only)
+partners = lookups.product_partners(kb, asin, kept_only=kept_only)
+rows = lookups.product_intentions(kb, asin, kept_only=kept_only)
 st.subheader(f"Co-buy partners ({len(partners):,}) · {len(rows):,} intentions", anchor=False)
 if partners.empty:
     st.info("No intentions for this product" + (" were kept by the filter." if kept_only else "."))

@@ -6,9 +6,11 @@ import math
 import streamlit as st
 
 from dashboard import ui
-from dashboard.presenters.text import page_slice, results_table
-from mind_core.kb.store import EXPORT_FORMATS, export_frame
-from mind_core.query import search
+from dashboard.presenters.tables import page_slice, results_table
+from mind_core import query
+from mind_core.kb.export import EXPORT_FORMATS, export_frame
+from mind_core.query.facets import Facets
+from mind_core.query.semantic import index_available
 
 PAGE_SIZE = 25
 MODE_HELP = {
@@ -38,17 +40,17 @@ def facet_values(_kb, kb_key: str):
 
 
 @st.cache_data(show_spinner="Searching…", max_entries=64)
-def run_search(_kb, kb_key: str, query: str, mode: str, k: int, facets: search.Facets):
-    res = search.search(_kb, query, mode=mode, k=k, facets=facets)
+def run_search(_kb, kb_key: str, text: str, mode: str, k: int, facets: Facets):
+    res = query.search(_kb, text, mode=mode, k=k, facets=facets)
     return results_table(res.hits, _kb.products["title"]), res.total, res.seconds
 
 
 relations, categories, has_p, p_bounds = facet_values(kb, kb_key)
 
 q_col, m_col = st.columns([3, 2])
-query = q_col.text_input("Query", key="query", placeholder='e.g. keep warm in winter · or "phone case" screen')
+text = q_col.text_input("Query", key="query", placeholder='e.g. keep warm in winter · or "phone case" screen')
 mode = m_col.radio(
-    "Mode", search.MODES, horizontal=True, key="mode", help="\n\n".join(f"**{m}**: {h}" for m, h in MODE_HELP.items())
+    "Mode", query.MODES, horizontal=True, key="mode", help="\n\n".join(f"**{m}**: {h}" for m, h in MODE_HELP.items())
 )
 st.caption(f"{mode}: {MODE_HELP[mode]}")
 
@@ -63,21 +65,24 @@ else:
     f4.caption("Filter score P(yes): this KB has no scores (MIND sample verdicts are yes/no only).")
     p_range = None
 k = st.select_slider("Results to rank", [50, 100, 200, 500, 1000], value=200, key="k")
-facets = search.Facets(
-    tuple(rel), tuple(cat), tuple({"kept": "yes", "filtered": "no", "unjudged": "none"}[v] for v in ver), p_range
+facets = Facets(
+    relations=tuple(rel),
+    categories=tuple(cat),
+    verdicts=tuple({"kept": "yes", "filtered": "no", "unjudged": "none"}[v] for v in ver),
+    p_yes_range=p_range,
 )
 
-if not query.strip():
+if not text.strip():
     st.info(
         'Type a query above: a description of a shopping intention for **semantic**, words or "quoted phrases" '
         "for **keyword**, or both for **hybrid**."
     )
     st.stop()
-if mode != "keyword" and (missing := search.index_available(kb)):
+if mode != "keyword" and (missing := index_available(kb)):
     st.error(missing)
     st.stop()
 try:
-    table, total, seconds = run_search(kb, kb_key, query, mode, k, facets)
+    table, total, seconds = run_search(kb, kb_key, text, mode, k, facets)
 except ValueError as err:
     st.warning(str(err))
     st.stop()
@@ -85,7 +90,7 @@ except ValueError as err:
 if table.empty:
     hint = " or remove some facets" if facets.active else ""
     st.warning(
-        f"No intentions match {query.strip()!r} ({mode}). Try other words{hint}"
+        f"No intentions match {text.strip()!r} ({mode}). Try other words{hint}"
         + (", or semantic mode." if mode == "keyword" else ".")
     )
     st.stop()

@@ -1,43 +1,45 @@
 """Filter thresholds: what would a stricter or looser filter keep, per relation and category, and how well does
 "score ≥ t" agree with the LVLM's recorded yes/no verdicts? Two thresholds side by side.
 
-All numbers come from a per-score histogram built once (mind_core.scores.metrics.ScoreView): a slider move costs
+All numbers come from a per-score histogram built once (mind_core.scores.histograms.ScoreView): a slider move costs
 O(groups × bins), the same at 3k and 1.26M rows; thresholds snap to the 0.01-wide bin edges, where counts are exact.
 """
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import ui
-from dashboard.presenters import charts
 from dashboard.presenters import threshold_charts as tc
-from dashboard.presenters.text import clean_title, verdict_text
-from mind_core.scores import metrics as scores
+from dashboard.presenters import thresholds as present
+from mind_core.kb.store import load_scores, rescore_signature
+from mind_core.query.aggregate import product_category_of_a
+from mind_core.query.products import product_index
+from mind_core.scores import SCORE_DEFS, available_scores
+from mind_core.scores.histograms import ScoreView
 
 kb = ui.render_sidebar()
 st.title("Filter thresholds")
 if kb is None:
     st.stop()
 kb_key = ui.kb_cache_key(kb)
-signature = scores.rescore_signature(kb.path)  # new rescore parts -> fresh scores
+signature = rescore_signature(kb.path)  # new rescore parts -> fresh scores
 GROUPINGS = {"category": "intention category (KB)", "product category (A)": "product category of product A"}
 
 
 @st.cache_resource(show_spinner="Loading scores…", max_entries=2)
 def score_table(_kb, kb_key: str, signature: tuple) -> pd.DataFrame:
-    return scores.load_scores(_kb)
+    return load_scores(_kb)
 
 
 @st.cache_resource(show_spinner="Counting…", max_entries=8)
-def score_view(_kb, kb_key: str, signature: tuple, key: str) -> scores.ScoreView:
+def score_view(_kb, kb_key: str, signature: tuple, key: str) -> ScoreView:
     df = _kb.intentions
     groups = {
         "relation": df["relation"],
         "category": df["category"],
-        "product category (A)": charts.product_category_of_a(df, _kb.products),
+        "product category (A)": product_category_of_a(df, _kb.products, product_index(_kb).a_pos),
     }
-    return scores.ScoreView.build(key, score_table(_kb, kb_key, signature)[key], df["verdict"], groups)
+    return ScoreView.build(key, score_table(_kb, kb_key, signature)[key], df["verdict"], groups)
 
 
 sc = score_table(kb, kb_key, signature)
@@ -48,7 +50,7 @@ if sc.attrs.get("missing_file"):
         f"Rebuild it (embeddings come from the cache): `python -m mind_core build-kb --input {inputs} "
         f"--out {kb.path} --force`"
     )
-available = scores.available_scores(sc)
+available = available_scores(sc)
 if not available:
     st.info(
         "No row of this KB has a score yet. Rebuild it with build-kb --force (grounding, typicality), or run "
@@ -56,79 +58,46 @@ if not available:
     )
     st.stop()
 
-key = st.selectbox("Score", available, key="score", format_func=lambda k: scores.SCORE_DEFS[k].label)
+key = st.selectbox("Score", available, key="score", format_func=lambda k: SCORE_DEFS[k].label)
 view = score_view(kb, kb_key, signature, key)
 hist = view.hist
-label = scores.SCORE_DEFS[key].label
+label = SCORE_DEFS[key].label
 note = (
     f" **{view.nan:,} rows have no value**: they are left out of every number below and counted separately."
     if view.nan
     else ""
 )
 st.caption(
-    scores.SCORE_DEFS[key].definition + note + " Keep an intention when score ≥ threshold (ties are kept). "
+    SCORE_DEFS[key].definition + note + " Keep an intention when score ≥ threshold (ties are kept). "
     'Precision / recall / F1 treat the recorded verdict "yes" as positive; unjudged rows count in the '
     f"kept numbers only. ROC AUC of this score against the verdicts: **{view.auc:.3f}** (0.5 = chance)."
 )
 
 lo, hi = float(hist.edges[0]), float(hist.edges[-1])
 col_a, col_b = st.columns(2)
-ta = hist.snap(
-    col_a.slider(
-        "Threshold A: keep if score ≥ A",
-        lo,
-        hi,
-        value=view.default_a,
-        step=hist.width,
-        format="%.2f",
-        key=f"ta_{key}",
-        help="Starts where the threshold keeps about as many intentions as the LVLM's yes/no.",
+SLIDER_HELP = {
+    "A": "Starts where the threshold keeps about as many intentions as the LVLM's yes/no.",
+    "B": "Starts where the threshold keeps about half as many as the LVLM's yes/no (a stricter filter).",
+}
+ta, tb = (
+    hist.snap(
+        col.slider(
+            f"Threshold {name}: keep if score ≥ {name}",
+            lo,
+            hi,
+            value=default,
+            step=hist.width,
+            format="%.2f",
+            key=f"t{name.lower()}_{key}",
+            help=SLIDER_HELP[name],
+        )
     )
-)
-tb = hist.snap(
-    col_b.slider(
-        "Threshold B: keep if score ≥ B",
-        lo,
-        hi,
-        value=view.default_b,
-        step=hist.width,
-        format="%.2f",
-        key=f"tb_{key}",
-        help="Starts where the threshold keeps about half as many as the LVLM's yes/no (a stricter filter).",
-    )
+    for name, col, default in (("A", col_a, view.default_a), ("B", col_b, view.default_b))
 )
 
 ma, mb = hist.metrics(ta), hist.metrics(tb)
-verdict_codes = scores.verdict_codes(kb.intentions["verdict"])
-yes, judged = int((verdict_codes == scores.YES).sum()), int((verdict_codes != scores.UNJUDGED).sum())
-summary = pd.DataFrame(
-    [
-        {
-            "rule": f"A: {key} ≥ {ta:.2f}",
-            "kept": ma.kept,
-            "kept rate": ma.kept_rate,
-            "precision": ma.precision,
-            "recall": ma.recall,
-            "F1": ma.f1,
-        },
-        {
-            "rule": f"B: {key} ≥ {tb:.2f}",
-            "kept": mb.kept,
-            "kept rate": mb.kept_rate,
-            "precision": mb.precision,
-            "recall": mb.recall,
-            "F1": mb.f1,
-        },
-        {
-            "rule": "paper: filter answered yes",
-            "kept": yes,
-            "kept rate": yes / judged if judged else np.nan,
-            "precision": np.nan,
-            "recall": np.nan,
-            "F1": np.nan,
-        },
-    ]
-)
+yes, judged = present.paper_rule_counts(kb.intentions["verdict"])
+summary = present.rule_summary(key, ta, ma, tb, mb, kb.intentions["verdict"])
 pct = st.column_config.NumberColumn(format="percent")
 num = st.column_config.NumberColumn(format="%.3f")
 st.dataframe(
@@ -153,20 +122,7 @@ with right:
     st.plotly_chart(tc.fig_curves(hist.curve(), ta, tb, key), key="curves")
 
 st.subheader("Counts per relation", anchor=False)
-table = pd.DataFrame(
-    {
-        "relation": by_rel_a["group"],
-        "intentions": by_rel_a["rows"],
-        "no score": by_rel_a["nan"],
-        "kept by yes/no": by_rel_a["yes"],
-        "kept at A": by_rel_a["kept"],
-        "kept at B": by_rel_b["kept"],
-        "kept rate A": by_rel_a["kept_rate"],
-        "kept rate B": by_rel_b["kept_rate"],
-        "precision A": by_rel_a["tp"] / by_rel_a["kept"].where(by_rel_a["kept"] > 0),
-        "precision B": by_rel_b["tp"] / by_rel_b["kept"].where(by_rel_b["kept"] > 0),
-    }
-).sort_values("intentions", ascending=False, kind="stable")
+table = present.relation_table(by_rel_a, by_rel_b)
 st.dataframe(
     table,
     hide_index=True,
@@ -186,20 +142,7 @@ else:
         f"{'; first 300 shown' if len(rows) > 300 else ''}). Their recorded verdict and the filter's reason "
         "show whether the looser threshold adds intentions the LVLM rejected."
     )
-    part = kb.intentions.iloc[shown]
-    titles = kb.products["title"]
-    flips = pd.DataFrame(
-        {
-            "score": np.round(sc[key].to_numpy()[shown], 4),
-            "kept only at": kept_by,
-            "relation": part["relation"].astype(object).to_numpy(),
-            "verdict": [verdict_text(v) for v in part["verdict"].astype(object)],
-            "intention": part["intention"].astype(object).to_numpy(),
-            "reason": part["reason"].astype(object).to_numpy(),
-            "title A": [clean_title(t) for t in part["asin_a"].map(titles)],
-            "title B": [clean_title(t) for t in part["asin_b"].map(titles)],
-        }
-    )
+    flips = present.flips_table(kb, shown, sc[key].to_numpy(), kept_by)
     st.dataframe(
         flips,
         hide_index=True,

@@ -7,80 +7,40 @@ is a fragment that re-renders every second while the run is active, so clicks (S
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import live_view, ui
+from dashboard.presenters.products import product_choices
 from dashboard.presenters.text import md_escape, verdict_badge
-from mind_core.distill import live
-from mind_core.kb.store import EXPORT_FORMATS
-from mind_core.schema import RELATION_PHRASES, RELATIONS
+from mind_core.distill import inputs, live
+from mind_core.kb.export import EXPORT_FORMATS, export_rows
+from mind_core.kb.user import save_run, user_kb_path
+from mind_core.query.semantic import index_available
+from mind_core.schema import RELATION_PHRASES, RELATIONS, flag_notes
 
 RUN_KEY = "try_run"
 POLL_S = 1.0
 
 kb = ui.render_sidebar()
-env_config = live.BackendConfig.from_env()
+base = ui.settings()
 
 # --- sidebar: backend -------------------------------------------------------------------------------------------
 with st.sidebar:
     st.subheader("LVLM backend")
-    kinds = ["offline", "transformers", "openai"]
-    kind = st.radio(
-        "Backend",
-        kinds,
-        index=kinds.index(env_config.kind),
-        key="try_backend",
-        persist_state="session",
-        format_func={
-            "offline": "offline fallback (no GPU, text only)",
-            "transformers": "transformers (local model)",
-            "openai": "OpenAI-compatible server",
-        }.get,
-    )
-    config = live.BackendConfig(kind=kind, timeout_s=env_config.timeout_s)
-    config.max_new_tokens = int(
+    config = ui.backend_picker("try", base)
+    max_new_tokens = int(
         st.number_input(
             "Max new tokens per answer",
             1,
             4096,
-            min(env_config.max_new_tokens, 4096),
+            min(base.max_new_tokens, 4096),
             step=64,
             key="try_max_new",
             persist_state="session",
             help="MIND uses 512. The offline fallback stops at 200 anyway.",
         )
     )
-    if kind == "transformers":
-        config.model = st.text_input(
-            "Model folder or Hugging Face id",
-            value=env_config.model if env_config.kind == "transformers" else "",
-            key="try_tf_model",
-            persist_state="session",
-            placeholder="/models/llava-1.5-7b-hf",
-        )
-    elif kind == "openai":
-        config.endpoint = st.text_input(
-            "Server URL",
-            value=env_config.endpoint,
-            key="try_endpoint",
-            persist_state="session",
-            placeholder="http://localhost:8000/v1",
-        )
-        config.model = st.text_input(
-            "Model (empty: the server's first model)",
-            key="try_oa_model",
-            value=env_config.model if env_config.kind == "openai" else "",
-            persist_state="session",
-        )
-        config.api_key = st.text_input(
-            "API key (optional)",
-            type="password",
-            key="try_api_key",
-            persist_state="session",
-            help="Kept only in this browser session's memory: never saved or logged. "
-            "Empty: $OPENAI_API_KEY of the server process, if set.",
-        )
-    st.caption(f"Will run: {md_escape(config.label())}")
+    st.caption(f"Will run: {md_escape(config.describe())}")
     for problem in config.problems():
-        st.warning(problem)
+        st.warning(md_escape(problem))
 
 st.title("Try a product")
 st.write(
@@ -98,7 +58,7 @@ if config.text_only:
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
-def product_form(slot: str) -> live.ProductInput:
+def product_form(slot: str) -> inputs.ProductInput:
     st.subheader(f"Product {slot}")
     source = st.radio(
         "Source",
@@ -110,8 +70,8 @@ def product_form(slot: str) -> live.ProductInput:
     )
     if source == "From the KB":
         if kb is None:
-            return live.ProductInput(None, errors=[f"No knowledge base is loaded to pick product {slot} from."])
-        choices = live.product_choices(kb, st.session_state.get(f"try_{slot}_query", ""))
+            return inputs.ProductInput(None, errors=[f"No knowledge base is loaded to pick product {slot} from."])
+        choices = product_choices(kb, st.session_state.get(f"try_{slot}_query", ""))
         if len(choices) < len(kb.products):  # a big KB: search first
             st.text_input("Title words or ASIN", key=f"try_{slot}_query", persist_state="session")
         pick = st.selectbox(
@@ -122,7 +82,7 @@ def product_form(slot: str) -> live.ProductInput:
             persist_state="session",
             placeholder="Type a few words of the title…",
         )
-        chosen = live.kb_product(kb, choices.get(pick) if pick else None, slot)
+        chosen = inputs.kb_product(kb, choices.get(pick) if pick else None, slot)
         if chosen.product is not None:
             st.caption(md_escape(chosen.product.description[:400]) or "No description: stage 1 will write one.")
         return chosen
@@ -130,13 +90,13 @@ def product_form(slot: str) -> live.ProductInput:
     files_key, kept_key = f"try_{slot}_files", f"try_{slot}_kept"
     was_mounted = files_key in st.session_state
     files = st.file_uploader(
-        f"Images (1–{live.MAX_UPLOADS}; PNG, JPEG or WebP)",
-        type=list(live.UPLOAD_TYPES),
+        f"Images (1–{inputs.MAX_UPLOADS}; PNG, JPEG or WebP)",
+        type=list(inputs.UPLOAD_TYPES),
         accept_multiple_files=True,
         key=files_key,
     )
     if files:
-        uploads = [live.read_upload(f.name, f.getvalue()) for f in files]
+        uploads = [inputs.read_upload(f.name, f.getvalue()) for f in files]
         st.session_state[kept_key] = uploads
     elif was_mounted:
         st.session_state[kept_key] = uploads = []  # the user removed them
@@ -149,7 +109,7 @@ def product_form(slot: str) -> live.ProductInput:
             st.error(f"**{md_escape(u.name)}**: {md_escape(u.error)}")
         elif u.note:
             st.info(f"{md_escape(u.name)}: {md_escape(u.note)}.")
-    good = [u for u in uploads if u.ok][: live.MAX_UPLOADS]
+    good = [u for u in uploads if u.ok][: inputs.MAX_UPLOADS]
     main = 0
     if good:
         st.image([u.image for u in good], width=110, caption=[u.name for u in good])
@@ -166,9 +126,9 @@ def product_form(slot: str) -> live.ProductInput:
         height=90,
     )
     category = st.text_input(
-        "Category (optional)", key=f"try_{slot}_cat", persist_state="session", placeholder=live.UPLOAD_CATEGORY
+        "Category (optional)", key=f"try_{slot}_cat", persist_state="session", placeholder=inputs.UPLOAD_CATEGORY
     )
-    return live.uploaded_product(slot, title, description, uploads, main=main, category=category)
+    return inputs.uploaded_product(slot, title, description, uploads, main=main, category=category)
 
 
 col_a, col_b = st.columns(2)
@@ -198,7 +158,7 @@ st.caption(
     f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {len(relations)} filter "
     "answers."
     + (
-        " The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (README)."
+        " The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (docs/measurements.md)."
         if config.text_only
         else ""
     )
@@ -207,7 +167,7 @@ st.caption(
 run: live.LiveRun | None = st.session_state.get(RUN_KEY)
 active = run is not None and run.running
 if st.button("Run MIND", type="primary", disabled=active, key="try_run_button"):
-    problems = live.check_pair(input_a, input_b) + config.problems()
+    problems = inputs.check_pair(input_a, input_b) + config.problems()
     if not relations:
         problems.append("Choose at least one relation (or turn on all 20).")
     if problems:
@@ -215,7 +175,9 @@ if st.button("Run MIND", type="primary", disabled=active, key="try_run_button"):
             st.error(md_escape(p))
     else:
         images = {input_a.product.asin: input_a.image, input_b.product.asin: input_b.image}
-        run = live.LiveRun(input_a.product, input_b.product, images, config, relations).start()
+        run = live.LiveRun(
+            input_a.product, input_b.product, images, config, relations, max_new_tokens=max_new_tokens
+        ).start()
         st.session_state[RUN_KEY] = run
         st.session_state.pop("try_similar", None)
         st.session_state.pop("try_saved", None)
@@ -223,7 +185,7 @@ if st.button("Run MIND", type="primary", disabled=active, key="try_run_button"):
 
 
 # --- the live run -----------------------------------------------------------------------------------------------
-def stage_box(stage: live.StageView, view: live.RunView):
+def stage_box(stage: live_view.StageView, view: live_view.RunView):
     label = stage.title  # st.status draws the state's icon
     if stage.state == "skipped":
         label += " — skipped" + (" (both products have a description)" if stage.key == "describe" else "")
@@ -244,7 +206,7 @@ def run_panel():
     run: live.LiveRun | None = st.session_state.get(RUN_KEY)
     if run is None:
         return
-    view = run.view()
+    view = live_view.build_view(run)
     st.subheader("Run")
     st.caption(f"Backend: {md_escape(view.backend_label)} · {view.elapsed_s:.0f} s")
     controls = st.empty()  # a fixed slot, so the elements below keep their places when the controls go
@@ -315,8 +277,8 @@ run_panel()
 run = st.session_state.get(RUN_KEY)
 if run is None or run.running:
     st.stop()
-view = run.view()
-rows = live.result_rows(view)
+view = live_view.build_view(run)
+rows = live_view.result_rows(view)
 if view.fatal:
     st.error(f"The backend failed: {md_escape(view.fatal)}")
     st.caption("Your inputs and anything already produced are kept. Fix the backend in the sidebar and run again.")
@@ -330,7 +292,7 @@ if not rows:
 st.subheader("Results")
 st.caption(f"{len(rows)} intention(s) · source `{view.source}`")
 st.dataframe(
-    live.results_table(rows),
+    live_view.results_table(rows),
     hide_index=True,
     width="stretch",
     column_config={
@@ -343,12 +305,9 @@ st.dataframe(
 similar = st.session_state.get("try_similar")
 if similar is None or similar[0] is not run or similar[1] != str(getattr(kb, "path", "")):
     found: dict = {}
-    if kb is not None:
-        from mind_core.query.search import index_available
-
-        if index_available(kb) is None:
-            with st.spinner("Finding similar intentions in the KB…"):
-                found = live.similar_in_kb(kb, rows, k=3)
+    if kb is not None and index_available(kb) is None:
+        with st.spinner("Finding similar intentions in the KB…"):
+            found = live_view.similar_in_kb(kb, rows, k=3)
     similar = (run, str(getattr(kb, "path", "")), found)
     st.session_state["try_similar"] = similar
 neighbours = similar[2]
@@ -363,7 +322,7 @@ for row in rows:
         st.markdown(md_escape(row["intention"]))
         if row.get("reason"):
             st.caption("Filter: " + md_escape(row["reason"]))
-        for note in live.flag_notes(row.get("flags")):
+        for note in flag_notes(row.get("flags")):
             st.caption(f"⚠️ {md_escape(note)}")
         hits = neighbours.get(row["intention_id"])
         if hits is not None and len(hits):
@@ -379,11 +338,11 @@ if c1.button(
     "Save into my KB",
     key="try_save",
     type="primary",
-    help=f"Adds these rows to {live.user_kb_path()} (Parquet + FAISS index), which the sidebar lists.",
+    help=f"Adds these rows to {user_kb_path()} (Parquet + FAISS index), which the sidebar lists.",
 ):
     try:
         with st.spinner("Saving and indexing…"):
-            st.session_state["try_saved"] = (run, live.save_run(rows, products))
+            st.session_state["try_saved"] = (run, save_run(rows, products))
     except Exception as err:  # a full disk, a permission problem: say so, keep the results
         st.error(f"Could not save: {md_escape(err)}")
     else:
@@ -404,7 +363,7 @@ if saved is not None and saved[0] is run:
 fmt = c2.selectbox("Export format", EXPORT_FORMATS, key="try_export_fmt")
 c3.download_button(
     f"Export {len(rows)} rows as {fmt.upper()}",
-    live.export_rows(rows, fmt, products),
+    export_rows(rows, fmt, products),
     file_name=f"mind-try.{fmt}",
     key="try_export",
     mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[fmt],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mind_core.cli.common import add_backend_args, backend_from_args, positive
+from mind_core.cli.common import UserError, add_backend_args, backend_from_args, positive, quiet_http_logs
 
 EPILOG = """\
 examples:
@@ -84,17 +84,13 @@ def register(sub) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    import logging
-
-    from mind_core.cli.main import UserError
     from mind_core.data.amazon import load_amazon_metadata
     from mind_core.distill.batch import DistillError, parse_shard, run_distill
     from mind_core.distill.pipeline import DistillOptions
     from mind_core.lvlm.base import GenParams
     from mind_core.schema import parse_relations
 
-    if not args.verbose:  # one line per HTTP request would drown the progress bar
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_http_logs(args)
     try:
         relations = parse_relations(args.relations)
         shard = parse_shard(args.shard)

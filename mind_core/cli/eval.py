@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from mind_core.cli.common import add_backend_args, positive
+from mind_core import config, io
+from mind_core.cli.common import (
+    UserError,
+    add_backend_args,
+    backend_from_args,
+    open_kb,
+    positive,
+    quiet_http_logs,
+)
 
 EPILOG = """\
 methods:
@@ -17,7 +24,7 @@ methods:
   lvlm+kb    the same prompt preceded by the k retrieved KB intentions
 
 examples:
-  python -m mind_core eval intentionqa --data /work/shared/data/intentionqa/task1.jsonl --method overlap \\
+  python -m mind_core eval intentionqa --data data/intentionqa/full/task1.jsonl.gz --method overlap \\
       --method embed --method embed+kb --kb indexes/sample --exclude-kb-pairs
   python -m mind_core eval intentionqa --data data/intentionqa/task2_sample.jsonl --method lvlm+kb \\
       --backend openai --endpoint http://localhost:8000/v1 --json runs/iqa_task2.json
@@ -105,11 +112,7 @@ def _tqdm_progress(desc: str, enabled: bool):
 
 
 def cmd_intentionqa(args: argparse.Namespace) -> int:
-    import logging
-
-    from mind_core.cli.main import UserError
     from mind_core.eval import intentionqa as iqa
-    from mind_core.kb.store import KBError, sha256_file
 
     methods = list(dict.fromkeys(args.method or ["overlap"]))
     wants_lvlm = any(m in iqa.LVLM_METHODS for m in methods)
@@ -117,8 +120,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
         raise UserError("lvlm / lvlm+kb need --backend offline|transformers|openai (see --help)")
     if not wants_lvlm and (args.backend or args.endpoint or args.model):
         raise UserError("--backend/--model/--endpoint apply only to --method lvlm or lvlm+kb")
-    if not args.verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_http_logs(args)
 
     try:
         questions = iqa.load_questions(args.data)
@@ -127,13 +129,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
 
     kb = None
     if args.exclude_kb_pairs or any(m in iqa.KB_METHODS for m in methods):
-        from mind_core.config import default_kb_dir
-        from mind_core.kb.store import KnowledgeBase
-
-        try:
-            kb = KnowledgeBase(args.kb or default_kb_dir())
-        except KBError as err:
-            raise UserError(str(err)) from None
+        kb = open_kb(args)
     elif args.kb:
         print("note: --kb is only used by embed+kb, lvlm+kb and --exclude-kb-pairs", file=sys.stderr)
 
@@ -155,8 +151,6 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
 
     backend = None
     if wants_lvlm:
-        from mind_core.cli.common import backend_from_args
-
         backend = backend_from_args(args)
         if getattr(backend, "text_only", False):
             print(f"backend {backend.name} ({backend.model}) is the text-only fallback", file=sys.stderr)
@@ -169,9 +163,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
                 bar.close()
         cache = None
         if wants_lvlm:
-            from mind_core.config import cache_dir
-
-            cache = iqa.AnswerCache(args.answers or cache_dir() / "intentionqa" / "answers.jsonl")
+            cache = iqa.AnswerCache(args.answers or config.cache_dir("intentionqa") / "answers.jsonl")
         batch = 8  # answers are written to the cache after each batch
         if args.backend == "openai":
             batch = max(8, 2 * (args.concurrency or 8))
@@ -228,11 +220,9 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             backend.close()
 
     if args.json:
-        from pathlib import Path
-
         out = {
             "data": str(args.data),
-            "data_sha256": sha256_file(Path(args.data)),
+            "data_sha256": io.sha256_file(args.data),
             "tasks": tasks,
             "kb": str(kb.path) if kb is not None else None,
             "exclude_kb_pairs": args.exclude_kb_pairs,
@@ -243,10 +233,6 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
             "results": [r.to_json() for r in results],
             "kb_effect": differences,
         }
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(out, indent=1, ensure_ascii=False, allow_nan=True))
-        tmp.replace(path)
+        path = io.write_json(args.json, out, indent=1, allow_nan=True)
         print(f"wrote {path}", file=sys.stderr)
     return 1 if any(r.summary["n_errors"] for r in results) else 0

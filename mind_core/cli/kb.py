@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
-from mind_core.schema import ALL_RELATION_PHRASES
+from mind_core.cli.common import UserError, add_kb_arg, open_kb, positive
+from mind_core.kb.export import EXPORT_FORMATS
+from mind_core.kb.index import INDEX_KINDS
+from mind_core.query import MODES
+from mind_core.schema import ALL_RELATION_PHRASES, verdict_label
 
 SEARCH_JSON_FIELDS = (
     "intention_id",
@@ -23,12 +27,6 @@ SEARCH_JSON_FIELDS = (
 )
 
 
-def _kb_arg(p: argparse.ArgumentParser) -> None:
-    from mind_core.config import default_kb_dir
-
-    p.add_argument("--kb", default=None, metavar="DIR", help=f"KB folder (default: $MIND_KB or {default_kb_dir()})")
-
-
 def _facet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--relation",
@@ -37,8 +35,20 @@ def _facet_args(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="only this relation (repeatable)",
     )
-    p.add_argument("--verdict", choices=("yes", "no"), help="only kept (yes) or filtered (no) intentions")
+    p.add_argument(
+        "--verdict",
+        action="append",
+        choices=("yes", "no", "none"),
+        help="only kept (yes), filtered (no) or unjudged (none) intentions (repeatable)",
+    )
     p.add_argument("--category", action="append", metavar="C", help="only this category (repeatable)")
+    p.add_argument("--source", action="append", metavar="S", help="only rows of this source (repeatable)")
+
+
+def _facets(args):
+    from mind_core.query.facets import Facets
+
+    return Facets.of(relation=args.relation, verdict=args.verdict, category=args.category, source=args.source)
 
 
 def register(sub) -> None:
@@ -67,12 +77,12 @@ def register(sub) -> None:
     p.add_argument(
         "--index",
         default="auto",
-        choices=("auto", "flat", "ivf", "hnsw"),
+        choices=INDEX_KINDS,
         help="FAISS index kind; auto = exact Flat below 50,000 vectors, IVF above (default: auto)",
     )
     p.add_argument("--skip-bad", action="store_true", help="skip and count invalid rows instead of stopping")
     p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
-    p.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
+    p.add_argument("--batch-size", type=positive(int), default=64, help="embedding batch size (default 64)")
     p.add_argument(
         "--vectors",
         default=None,
@@ -82,45 +92,41 @@ def register(sub) -> None:
     )
     p.set_defaults(handler=cmd_build_kb)
 
-    p = sub.add_parser("search", help="semantic search over a KB's intentions")
-    _kb_arg(p)
+    p = sub.add_parser(
+        "search",
+        help="search a KB's intentions (semantic, keyword or hybrid; the same ranking as the Search page)",
+    )
+    add_kb_arg(p)
     p.add_argument("--query", required=True, metavar="TEXT")
-    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="semantic",
+        help='semantic = by meaning (MiniLM + FAISS); keyword = every word / "quoted phrase", BM25; '
+        "hybrid = both (default: semantic)",
+    )
+    p.add_argument("-k", type=positive(int), default=10, help="number of hits (default 10)")
     _facet_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per hit per line")
     p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser("stats", help="counts per relation and per category")
-    _kb_arg(p)
+    add_kb_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(handler=cmd_stats)
 
     p = sub.add_parser("export", help="export (a slice of) a KB's intentions as CSV / JSONL / Parquet")
-    _kb_arg(p)
+    add_kb_arg(p)
     _facet_args(p)
     p.add_argument("--out", required=True, metavar="FILE", help="output file; format from the extension")
-    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), default=None)
+    p.add_argument("--format", choices=EXPORT_FORMATS, default=None)
     p.set_defaults(handler=cmd_export)
 
 
-def _open_kb(args):
-    from mind_core.cli.main import UserError
-    from mind_core.config import default_kb_dir
-    from mind_core.kb.store import KBError, KnowledgeBase
-
-    try:
-        return KnowledgeBase(args.kb or default_kb_dir())
-    except KBError as err:
-        raise UserError(str(err)) from None
-
-
-def _facets(args) -> dict:
-    return {"relation": args.relation, "verdict": args.verdict, "category": args.category}
-
-
 def cmd_build_kb(args) -> int:
-    from mind_core.cli.main import UserError
-    from mind_core.kb.store import KBError, build_kb
+    from mind_core.kb.build import build_kb
+    from mind_core.kb.store import KBError
+    from mind_core.schema import ValidationError
 
     try:
         res = build_kb(
@@ -133,9 +139,9 @@ def cmd_build_kb(args) -> int:
             batch_size=args.batch_size,
             vectors=args.vectors,
         )
-    except (KBError, ValueError) as err:
-        if type(err).__name__ == "ValidationError":
-            raise
+    except ValidationError:
+        raise  # file:line:field message, printed by main
+    except (KBError, ValueError) as err:  # a bad --embed-model, --index ivf on too few rows, --vectors shape ...
         raise UserError(str(err)) from None
     m = res.manifest
     c = m["counts"]
@@ -156,28 +162,27 @@ def cmd_build_kb(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from mind_core.cli.main import UserError
+    from mind_core.query import search
+    from mind_core.query.products import with_titles
 
-    kb = _open_kb(args)
+    kb = open_kb(args)
     if not args.query.strip():
         raise UserError("--query is empty")
-    hits = kb.search(args.query, k=args.k, **_facets(args))
+    try:
+        hits = search(kb, args.query, mode=args.mode, k=args.k, facets=_facets(args)).hits
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if args.json:
-        for rec in (
-            hits[list(SEARCH_JSON_FIELDS)]
-            .astype(object)
-            .where(hits[list(SEARCH_JSON_FIELDS)].notna(), None)
-            .to_dict("records")
-        ):
+        fields = [f for f in SEARCH_JSON_FIELDS if f in hits] + [f for f in ("cosine", "bm25") if f in hits]
+        for rec in hits[fields].astype(object).where(hits[fields].notna(), None).to_dict("records"):
             print(json.dumps(rec, ensure_ascii=False))
         return 0
     if hits.empty:
         print("no hits")
         return 0
-    hits = kb.with_titles(hits)
+    hits = with_titles(kb, hits)
     for i, h in enumerate(hits.itertuples(), start=1):
-        verdict = {"yes": "kept", "no": "filtered"}.get(h.verdict, "unjudged")
-        print(f"{i:>2}. {h.score:.3f}  [{h.relation}, {verdict}]  {h.intention_id}")
+        print(f"{i:>2}. {h.score:.3f}  [{h.relation}, {verdict_label(h.verdict)}]  {h.intention_id}")
         print(f"    A {h.asin_a}: {(h.title_a or '')[:90]}")
         print(f"    B {h.asin_b}: {(h.title_b or '')[:90]}")
         print(f"    {h.intention[:300]}")
@@ -185,8 +190,10 @@ def cmd_search(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    kb = _open_kb(args)
-    rel, cat = kb.stats_by_relation(), kb.stats_by_category()
+    from mind_core.query.aggregate import verdict_counts
+
+    kb = open_kb(args)
+    rel, cat = verdict_counts(kb.intentions, "relation"), verdict_counts(kb.intentions, "category")
     if args.json:
         print(
             json.dumps(
@@ -205,20 +212,21 @@ def cmd_stats(args) -> int:
         f"kept {c['kept']}, filtered {c['filtered']}"
     )
     print(f"index {kb.manifest['index_factory']} ({kb.manifest['embed_model']}, {kb.manifest['embed_dim']}-d)\n")
-    print(rel.to_string(index=False))
+    print(rel.round({"kept_rate": 3}).to_string(index=False))
     print()
-    print(cat.to_string(index=False))
+    print(cat.round({"kept_rate": 3}).to_string(index=False))
     return 0
 
 
 def cmd_export(args) -> int:
-    from mind_core.cli.main import UserError
-    from mind_core.kb.store import export
+    from mind_core.kb.export import export
+    from mind_core.query.facets import filter_rows
+    from mind_core.query.products import with_titles
 
-    kb = _open_kb(args)
-    rows = kb.filter(**_facets(args))
+    kb = open_kb(args)
+    rows = filter_rows(kb, _facets(args))
     try:
-        path = export(kb.with_titles(rows), args.out, args.format)
+        path = export(with_titles(kb, rows), args.out, args.format)
     except ValueError as err:
         raise UserError(str(err)) from None
     print(f"wrote {len(rows)} rows to {path}")

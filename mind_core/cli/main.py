@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from mind_core.cli.common import UserError
+
 #: modules that add sub-commands (each has ``register(subparsers)``)
 COMMAND_MODULES = (
     "mind_core.cli.kb",
@@ -19,10 +21,6 @@ COMMAND_MODULES = (
     "mind_core.cli.eval",
     "mind_core.cli.scores",
 )
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad flag combination, stale index...). Printed without traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    from mind_core.io import LockBusy
     from mind_core.lvlm.base import BackendError
     from mind_core.schema import ValidationError
 
     try:
         return int(args.handler(args) or 0)
-    except (UserError, ValidationError, BackendError, FileNotFoundError) as err:
+    except (UserError, ValidationError, BackendError, LockBusy, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,7 +7,15 @@ import argparse
 import json
 import sys
 
-from mind_core.cli.common import add_backend_args, backend_from_args, positive
+from mind_core.cli.common import (
+    UserError,
+    add_backend_args,
+    add_kb_arg,
+    backend_from_args,
+    open_kb,
+    positive,
+    quiet_http_logs,
+)
 
 EPILOG = """\
 examples:
@@ -31,7 +39,7 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--kb", required=True, metavar="DIR", help="a built KB folder")
+    add_kb_arg(p, required=True, help="a built KB folder")
     add_backend_args(p, required=True)
     p.add_argument(
         "--where",
@@ -69,33 +77,29 @@ def register(sub) -> None:
         "best F1 with its precision, recall and kept rate; then the binary rule's kept "
         "rate per relation.",
     )
-    p.add_argument("--kb", default=None, metavar="DIR", help="KB folder (default: $MIND_KB or indexes/sample)")
+    add_kb_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_scores)
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    import logging
-
-    from mind_core.cli.main import UserError
-    from mind_core.distill.rescore import RescoreError, parse_where, run_rescore, select_rows
-    from mind_core.kb.store import KBError, KnowledgeBase
+    from mind_core.distill.rescore import RescoreError, run_rescore
     from mind_core.lvlm.base import GenParams
+    from mind_core.query.facets import filter_rows, parse_where
 
-    if not args.verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_http_logs(args)
     try:
-        where = parse_where(args.where)
-        kb = KnowledgeBase(args.kb)
-    except (RescoreError, KBError) as err:
+        facets = parse_where(args.where)
+    except ValueError as err:
         raise UserError(str(err)) from None
-    rows = select_rows(kb, where, args.limit)
+    kb = open_kb(args)
+    # the cut is made before finished rows are skipped, so re-running the same command targets the same rows
+    rows = filter_rows(kb, facets).head(args.limit) if args.limit else filter_rows(kb, facets)
     if rows.empty:
         raise UserError(
             f"no KB rows match {' and '.join(args.where or [])}; check the relation / category names "
             "with `python -m mind_core stats`"
         )
-    args.temperature = 0.0
     backend = backend_from_args(args)
     try:
         params = GenParams(temperature=0.0, do_sample=False, max_new_tokens=args.max_new_tokens)
@@ -118,15 +122,9 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    from mind_core.cli.main import UserError
-    from mind_core.config import default_kb_dir
-    from mind_core.kb.store import KBError, KnowledgeBase
-    from mind_core.scores.metrics import scores_summary
+    from mind_core.scores.summary import scores_summary
 
-    try:
-        kb = KnowledgeBase(args.kb or default_kb_dir())
-    except KBError as err:
-        raise UserError(str(err)) from None
+    kb = open_kb(args)
     summary = scores_summary(kb)
     if args.json:
         print(json.dumps(summary, indent=2))

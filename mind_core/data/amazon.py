@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mind_core.data.kb_files import iter_text_lines
+from mind_core.data.files import iter_text_lines
 from mind_core.schema import CoBuyPair, Product, ValidationError
 
 

@@ -13,8 +13,6 @@ Every row is validated. A bad row stops loading with a message naming file, line
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from mind_core.data.files import iter_text_lines
 from mind_core.schema import (
     ALL_RELATION_PHRASES,
     INTENTION_COLUMNS,
@@ -174,35 +173,6 @@ def validate_intention(row: Any, where: dict) -> tuple[dict[str, Any], list[dict
 
 
 # --- file readers ----------------------------------------------------------------------------------------------
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
-    return path.open("r", encoding="utf-8")
-
-
-def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, line) for every non-blank line of a UTF-8 text file, plain or gzipped;
-    an unopenable or damaged file raises ValidationError naming the file and the last good line."""
-    try:
-        fh = _open_text(path)
-    except OSError as err:
-        raise ValidationError(f"cannot open: {err.strerror or err}", path=str(path)) from None
-    with fh:
-        lineno = 0
-        while True:
-            try:
-                line = fh.readline()
-            except (UnicodeDecodeError, OSError, EOFError) as err:
-                raise ValidationError(
-                    f"unreadable after line {lineno} (not UTF-8 text or a damaged .gz file): {err}", path=str(path)
-                ) from None
-            if not line:
-                break
-            lineno += 1
-            if line.strip():
-                yield lineno, line
 
 
 def iter_jsonl(path: Path, report: LoadReport, skip_bad: bool) -> Iterator[tuple[dict, dict]]:

@@ -25,32 +25,38 @@ folder (or one shared folder) and their parts are simply put together.
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
 import hashlib
-import json
 import logging
-import os
+import math
 import re
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from mind_core import io
 from mind_core.distill.pipeline import DistillOptions, run_pairs
-from mind_core.kb.store import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
+from mind_core.distill.runs import (
+    STATE_DIR,
+    JobError,
+    JobTally,
+    RunLog,
+    job_lock,
+    keys_of,
+    list_parts,
+    next_seq,
+    progress_bar,
+    read_part,
+    write_part,
+)
 from mind_core.lvlm.base import Backend, source_label
-from mind_core.schema import CoBuyPair, Product
+from mind_core.schema import INTENTIONS_SCHEMA, PRODUCT_COLUMNS, PRODUCTS_SCHEMA, CoBuyPair, Product
 
 log = logging.getLogger(__name__)
 
 INTENTIONS_DIR = "intentions"
 PRODUCTS_DIR = "products"
-STATE_DIR = "_state"
 DEFAULT_CHUNK_PAIRS = 8
 
 
@@ -59,8 +65,6 @@ def default_chunk_pairs(backend: Backend, n_relations: int) -> int:
     the request count per stage (pairs x relations) should keep the backend's parallelism (OpenAI
     ``concurrency`` / transformers ``batch_size``) busy about twice over and, where possible, fill whole waves
     (a multiple of the parallelism): at least :data:`DEFAULT_CHUNK_PAIRS` pairs."""
-    import math
-
     parallel = max(1, int(getattr(backend, "concurrency", None) or getattr(backend, "batch_size", None) or 1))
     n = max(1, n_relations)
     target = max(DEFAULT_CHUNK_PAIRS, -(-2 * parallel // n))
@@ -68,14 +72,10 @@ def default_chunk_pairs(backend: Backend, n_relations: int) -> int:
     return step * -(-target // step) if step <= 4 * target else target
 
 
-# the KB table layout, defined once in kb.py; distill parts are written with exactly that schema
-INTENTION_SCHEMA, PRODUCT_SCHEMA = INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
-
 _PART_RE = re.compile(r"^part-s(\d+)of(\d+)-(\d+)\.parquet$")
 
-
-class DistillError(Exception):
-    """A problem the user can fix (bad shard spec, output folder in use, unreadable part)."""
+#: a problem the user can fix (bad shard spec, output folder in use, unreadable part)
+DistillError = JobError
 
 
 # --- shards ----------------------------------------------------------------------------------------------------
@@ -109,85 +109,26 @@ def select_pairs(
     return [p for p in chosen if n == 1 or shard_of(p.pair_id, n) == i]
 
 
-# --- atomic parts ----------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` so that ``path`` either does not exist or holds the complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _append_jsonl(path: Path, records: list[dict]) -> None:
-    if not records:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+# --- parts already written -------------------------------------------------------------------------------------
 
 
 def _parts(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and _PART_RE.match(p.name))
+    return list_parts(folder, _PART_RE)
 
 
 def read_done_keys(out_dir: Path, source: str) -> set[tuple[str, str]]:
     """``(pair_id, relation)`` of every row with ``source`` already written under ``out_dir/intentions``."""
     done: set[tuple[str, str]] = set()
     for part in _parts(out_dir / INTENTIONS_DIR):
-        done |= _keys_of(part, source)
+        done |= keys_of(part, ("pair_id", "relation"), source)
     return done
-
-
-def _keys_of(part: Path, source: str) -> set[tuple[str, str]]:
-    try:
-        t = pq.read_table(part, columns=["pair_id", "relation", "source"])
-    except Exception as err:  # pyarrow raises several types for damaged files
-        raise DistillError(
-            f"{part}: not a readable Parquet part ({err}). It was not written by this tool's atomic "
-            "writer or the disk was damaged; move it away and re-run."
-        ) from None
-    return {
-        (p, r) for p, r, s in zip(*(t.column(c).to_pylist() for c in ("pair_id", "relation", "source"))) if s == source
-    }
 
 
 def read_products(out_dir: Path) -> dict[str, dict]:
     """Products already written (last part wins), by ASIN."""
     out: dict[str, dict] = {}
     for part in _parts(out_dir / PRODUCTS_DIR):
-        try:
-            rows = pq.read_table(part).to_pylist()
-        except Exception as err:
-            raise DistillError(f"{part}: not a readable Parquet part ({err}); move it away and re-run.") from None
-        for row in rows:
+        for row in read_part(part).to_pylist():
             out[row["asin"]] = row
     return out
 
@@ -196,75 +137,42 @@ def read_products(out_dir: Path) -> dict[str, dict]:
 
 
 @dataclass
-class DistillSummary:
+class DistillSummary(JobTally):
     out_dir: str
     source: str
     shard: str
     pairs: int = 0  # pairs of this shard
     relations: int = 0
     total_rows: int = 0  # pairs x relations
-    done_before: int = 0  # rows that existed when the run started
-    written: int = 0  # rows written by this run
     described: int = 0
-    errors: int = 0
     skipped_pairs: int = 0
     image_failures: int = 0
-    calls: int = 0
-    seconds: float = 0.0
-    parts: list[str] = field(default_factory=list)
 
     @property
-    def remaining(self) -> int:
-        return self.total_rows - self.done_before - self.written
+    def planned(self) -> int:
+        return self.total_rows
 
     def text(self) -> str:
         lines = [
             f"{self.shard}: {self.pairs} pairs x {self.relations} relations = {self.total_rows} rows; "
-            f"{self.done_before} were done, {self.written} written now, {self.remaining} remaining "
-            f"({self.calls} backend calls in {self.seconds:.1f} s)"
+            + self.done_text()
         ]
         if self.described:
             lines.append(f"stage 1 described {self.described} products")
         if self.image_failures:
             lines.append(
                 f"{self.image_failures} products had no usable image (text fallback); "
-                f"see {self.out_dir}/_state/image_failures.jsonl"
+                f"see {self.out_dir}/{STATE_DIR}/image_failures.jsonl"
             )
         if self.skipped_pairs:
-            lines.append(f"{self.skipped_pairs} pairs skipped (--require-images); see _state/skipped.jsonl")
-        if self.errors:
-            lines.append(
-                f"{self.errors} calls failed (see {self.out_dir}/_state/errors.jsonl); "
-                "re-run the same command to retry them"
-            )
+            lines.append(f"{self.skipped_pairs} pairs skipped (--require-images); see {STATE_DIR}/skipped.jsonl")
+        if failed := self.errors_text(f"{self.out_dir}/{STATE_DIR}"):
+            lines.append(failed)
         return "\n".join(lines)
 
 
-@contextmanager
-def _shard_lock(state: Path, tag: str) -> Iterator[None]:
-    state.mkdir(parents=True, exist_ok=True)
-    fh = open(state / f"lock-{tag}", "a+")  # noqa: SIM115 (closed in finally)
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DistillError(
-                f"another distill run is writing shard {tag} into {state.parent}; wait for it "
-                "or use another --out / --shard"
-            ) from None
-        yield
-    finally:
-        fh.close()
-
-
 def _product_record(p: Product) -> dict:
-    return {
-        "asin": p.asin,
-        "title": p.title,
-        "description": p.description,
-        "image_urls": list(p.image_urls),
-        "category": p.category,
-    }
+    return {c: (list(p.image_urls) if c == "image_urls" else getattr(p, c)) for c in PRODUCT_COLUMNS}
 
 
 def run_distill(
@@ -282,8 +190,6 @@ def run_distill(
 ) -> DistillSummary:
     """Distill ``pairs`` (from :func:`mind_core.data.amazon.load_amazon_metadata`) into ``out_dir``,
     resuming from what is there. See the module docstring for the layout and guarantees."""
-    from tqdm import tqdm
-
     t0 = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +197,7 @@ def run_distill(
     i, n = shard
     tag = f"s{i}of{n}"
     source = source_label(backend)
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    runlog = RunLog(state)
     mine = select_pairs(pairs, max_pairs=max_pairs, shard=shard)
     relations = list(options.relations)
     chunk_pairs = chunk_pairs or default_chunk_pairs(backend, len(relations))
@@ -304,23 +210,17 @@ def run_distill(
         total_rows=len(mine) * len(relations),
     )
 
-    with _shard_lock(state, tag):
+    busy = f"another distill run is writing shard {tag} into {out}; wait for it or use another --out / --shard"
+    with job_lock(state, tag, busy):
         for folder in (out / INTENTIONS_DIR, out / PRODUCTS_DIR):  # leftovers of a killed run of this shard
-            if folder.is_dir():
-                for tmp in folder.glob(f".part-{tag}-*.tmp"):
-                    tmp.unlink(missing_ok=True)
+            io.remove_temp_files(folder, prefix=f"part-{tag}-")
         done = read_done_keys(out, source)
         known_parts = {p.name for p in _parts(out / INTENTIONS_DIR)}
         stored = read_products(out)
-        seq = 1 + max(
-            [
-                int(m.group(3))
-                for d in (INTENTIONS_DIR, PRODUCTS_DIR)
-                for p in _parts(out / d)
-                if (m := _PART_RE.match(p.name)) and (int(m.group(1)), int(m.group(2))) == (i, n)
-            ],
-            default=0,
-        )
+        mine_parts = [
+            p for d in (INTENTIONS_DIR, PRODUCTS_DIR) for p in _parts(out / d) if p.name.startswith(f"part-{tag}-")
+        ]
+        seq = next_seq(mine_parts, _PART_RE, group=3)
 
         # product view for this run: stage-1 descriptions written earlier are reused
         current: dict[str, Product] = {}
@@ -338,7 +238,9 @@ def run_distill(
             current[asin] = q
         already_described = {a for a, p in current.items() if p.description != products[a].description}
         if options.describe == "always":
-            opts = _with_describe(options, "missing")  # "always" = every product not yet described by stage 1
+            opts = dataclasses.replace(
+                options, describe="missing"
+            )  # "always" = every product not yet described by stage 1
             for asin, p in current.items():
                 if asin not in already_described:
                     p.description = ""
@@ -349,31 +251,16 @@ def run_distill(
 
         todo = [p for p in mine if any((p.pair_id, r) not in done for r in relations)]
         summary.done_before = sum(1 for p in mine for r in relations if (p.pair_id, r) in done)
-        _append_jsonl(
-            state / "runs.jsonl",
-            [
-                {
-                    "run": run_id,
-                    "event": "start",
-                    "at": time.time(),
-                    "shard": tag,
-                    "source": source,
-                    "pairs": len(mine),
-                    "todo_pairs": len(todo),
-                    "relations": relations,
-                    **(run_info or {}),
-                }
-            ],
+        runlog.event(
+            "start",
+            shard=tag,
+            source=source,
+            pairs=len(mine),
+            todo_pairs=len(todo),
+            relations=relations,
+            **(run_info or {}),
         )
-        bar = tqdm(
-            total=summary.total_rows,
-            initial=summary.done_before,
-            unit="row",
-            desc=f"distill {tag}",
-            disable=not progress,
-            dynamic_ncols=True,
-            mininterval=0.5,
-        )
+        bar = progress_bar(summary.total_rows, summary.done_before, f"distill {tag}", progress)
 
         def next_name() -> str:
             nonlocal seq
@@ -390,7 +277,7 @@ def run_distill(
                     written_products[a] = p.description
             if recs:
                 name = next_name()
-                write_table_atomic(pa.Table.from_pylist(recs, schema=PRODUCT_SCHEMA), out / PRODUCTS_DIR / name)
+                write_part(recs, PRODUCTS_SCHEMA, out / PRODUCTS_DIR / name)
                 summary.parts.append(f"{PRODUCTS_DIR}/{name}")
 
         try:
@@ -411,17 +298,11 @@ def run_distill(
                 )
                 summary.calls += res.calls
                 summary.described += len(res.descriptions)
-                now = time.time()
-                _append_jsonl(
-                    state / "errors.jsonl", [{"run": run_id, "at": now, "source": source, **e} for e in res.errors]
-                )
+                runlog.append("errors", [{"source": source, **e} for e in res.errors])
                 new_failures = {a: r for a, r in res.image_failures.items() if a not in image_failed}
                 image_failed.update(new_failures)
-                _append_jsonl(
-                    state / "image_failures.jsonl",
-                    [{"run": run_id, "at": now, "asin": a, "reason": r} for a, r in new_failures.items()],
-                )
-                _append_jsonl(state / "skipped.jsonl", [{"run": run_id, "at": now, **s} for s in res.skipped])
+                runlog.append("image_failures", [{"asin": a, "reason": r} for a, r in new_failures.items()])
+                runlog.append("skipped", res.skipped)
                 summary.errors += len(res.errors)
                 summary.skipped_pairs += len(res.skipped)
                 summary.image_failures = len(image_failed)
@@ -431,13 +312,12 @@ def run_distill(
                 for part in _parts(out / INTENTIONS_DIR):
                     if part.name not in known_parts:
                         known_parts.add(part.name)
-                        done |= _keys_of(part, source)
+                        done |= keys_of(part, ("pair_id", "relation"), source)
                 rows = [r for r in rows if (r["pair_id"], r["relation"]) not in done]
                 if rows:
                     save_products([a for r in rows for a in (r["asin_a"], r["asin_b"])])
                     name = next_name()
-                    table = pa.Table.from_pylist(rows, schema=INTENTION_SCHEMA)
-                    write_table_atomic(table, out / INTENTIONS_DIR / name)
+                    write_part(rows, INTENTIONS_SCHEMA, out / INTENTIONS_DIR / name)
                     known_parts.add(name)
                     summary.parts.append(f"{INTENTIONS_DIR}/{name}")
                     done |= {(r["pair_id"], r["relation"]) for r in rows}
@@ -446,25 +326,12 @@ def run_distill(
         finally:
             bar.close()
             summary.seconds = time.monotonic() - t0
-            _append_jsonl(
-                state / "runs.jsonl",
-                [
-                    {
-                        "run": run_id,
-                        "event": "end",
-                        "at": time.time(),
-                        "shard": tag,
-                        "written": summary.written,
-                        "errors": summary.errors,
-                        "calls": summary.calls,
-                        "seconds": round(summary.seconds, 2),
-                    }
-                ],
+            runlog.event(
+                "end",
+                shard=tag,
+                written=summary.written,
+                errors=summary.errors,
+                calls=summary.calls,
+                seconds=round(summary.seconds, 2),
             )
     return summary
-
-
-def _with_describe(options: DistillOptions, mode: str) -> DistillOptions:
-    import dataclasses
-
-    return dataclasses.replace(options, describe=mode)

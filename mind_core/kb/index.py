@@ -5,7 +5,8 @@ Index kinds (``--index``), each described by a FAISS ``index_factory`` string th
 * ``flat``: exact inner product on L2-normalised vectors (cosine), ``"Flat"``;
 * ``ivf``: inverted lists, ``"IVF<nlist>,Flat"`` with nlist ≈ 2·√N (power of two), searched with ``nprobe`` = 32;
 * ``hnsw``: graph index ``"HNSW32"`` searched with ``efSearch``;
-* ``auto``: ``flat`` below :data:`AUTO_FLAT_MAX` vectors, ``ivf`` above (rule and numbers in README, Performance).
+* ``auto``: ``flat`` below :data:`AUTO_FLAT_MAX` vectors, ``ivf`` above (rule and numbers:
+  docs/measurements.md, "FAISS index").
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mind_core.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +93,8 @@ def apply_search_params(index, params: dict) -> None:
 def save_index(index, path: Path) -> None:
     import faiss
 
-    tmp = Path(str(path) + ".tmp")
-    faiss.write_index(index, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def load_index(path: Path, *, mmap: bool = True):
@@ -113,7 +115,7 @@ def load_index(path: Path, *, mmap: bool = True):
 
 def _prefetch(path: Path) -> None:
     """Ask the kernel to read the mapped file ahead in the background, so the first queries do not each wait on
-    page faults of cold inverted lists (measured at 1.26M/IVF4096: 292 ms median before, see README)."""
+    page faults of cold inverted lists (measured at 1.26M/IVF4096: 292 ms median before, see docs/measurements.md)."""
     import os
 
     if not hasattr(os, "posix_fadvise"):

@@ -39,7 +39,6 @@ import base64
 import email.utils
 import io
 import logging
-import os
 import random
 import re
 import threading
@@ -50,8 +49,15 @@ from typing import Any
 
 from PIL import Image
 
-from mind_core.lvlm import is_filler_token, yes_no_from_top_logprobs
-from mind_core.lvlm.base import BackendError, GenParams, LVLMRequest, LVLMResponse
+from mind_core.lvlm.base import (
+    BackendError,
+    GenParams,
+    LVLMRequest,
+    LVLMResponse,
+    is_filler_token,
+    yes_no_from_top_logprobs,
+)
+from mind_core.lvlm.registry import BackendOption, check_http_url, register_backend
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +157,54 @@ def _strip_prefill(text: str, prefill: str) -> str | None:
     return text[m.end() :].lstrip(" \t\n*_\"'`:")
 
 
+def _describe(opts: dict[str, Any]) -> str:
+    model = opts.get("model") or "the server's first model"
+    return f"openai · {model} at {opts.get('endpoint') or '(no URL)'} — an OpenAI-compatible server"
+
+
+@register_backend(
+    "openai",
+    summary="any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server ...)",
+    title="OpenAI-compatible server",
+    in_process=False,
+    describe=_describe,
+    options=(
+        BackendOption(
+            "endpoint",
+            "the server's base URL, e.g. http://localhost:8000/v1 (vLLM, SGLang, Ollama or any OpenAI-compatible "
+            "server)",
+            required=True,
+            setting="openai_endpoint",
+            check=check_http_url,
+            label="Server URL",
+            placeholder="http://localhost:8000/v1",
+        ),
+        BackendOption(
+            "model",
+            "model name on the server (default: the server's first model)",
+            setting="openai_model",
+            label="Model (empty: the server's first model)",
+        ),
+        BackendOption(
+            "api_key",
+            "API key, sent as Authorization: Bearer",
+            secret=True,
+            setting="openai_api_key",
+            cli=False,
+            label="API key (optional)",
+        ),
+        BackendOption("concurrency", "parallel requests (default 8)", type=int, label="Parallel requests"),
+        BackendOption(
+            "timeout_s",
+            "seconds to wait for one answer before it counts as timed out (default 120)",
+            type=float,
+            arg="read_timeout",
+            setting="openai_timeout_s",
+            cli=False,
+            label="Seconds to wait for one answer",
+        ),
+    ),
+)
 class OpenAIBackend:
     """See the module docstring. ``generate`` keeps request order; per-request failures go to ``error``."""
 
@@ -163,7 +217,7 @@ class OpenAIBackend:
         *,
         model: str | None = None,
         api_key: str | None = None,
-        api_key_env: str | None = None,
+        api_key_source: str = DEFAULT_API_KEY_ENV,
         concurrency: int = 8,
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
@@ -187,8 +241,9 @@ class OpenAIBackend:
             raise BackendError("concurrency must be at least 1")
         if int(max_retries) < 0:
             raise BackendError("max_retries must be >= 0")
-        self.api_key_env = api_key_env or DEFAULT_API_KEY_ENV
-        self._api_key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
+        #: where the key came from, named in error hints (the key itself is never shown)
+        self.api_key_source = api_key_source or DEFAULT_API_KEY_ENV
+        self._api_key = api_key or None
         self.concurrency = int(concurrency)
         self.max_retries = int(max_retries)
         self.backoff_base = float(backoff_base)
@@ -237,8 +292,8 @@ class OpenAIBackend:
     # ----------------------------------------------------------------------------------------------------------
     def _auth_hint(self) -> str:
         if self._api_key:
-            return f"the server rejected the API key; check the key in ${self.api_key_env}"
-        return f"the server wants an API key; set it in ${self.api_key_env} (or pass --api-key-env VAR)"
+            return f"the server rejected the API key; check the key in ${self.api_key_source}"
+        return f"the server wants an API key; set it in ${self.api_key_source} (or pass --api-key-env VAR)"
 
     def _get_models(self) -> Any:
         httpx = self._httpx

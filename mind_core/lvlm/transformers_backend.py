@@ -29,8 +29,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mind_core.lvlm import NO_VARIANTS, YES_VARIANTS, yes_no_from_probs
-from mind_core.lvlm.base import BackendError, GenParams, LVLMRequest, LVLMResponse
+from mind_core.config import settings
+from mind_core.lvlm.base import (
+    BackendError,
+    GenParams,
+    LVLMRequest,
+    LVLMResponse,
+    yes_no_from_probs,
+    yes_no_token_ids,
+)
+from mind_core.lvlm.registry import BackendOption, register_backend
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     import socket
     from urllib.parse import urlparse
 
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    url = urlparse(settings().hf_endpoint)
     try:
         with socket.create_connection(
             (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
@@ -76,6 +84,25 @@ def _first_line(err: BaseException) -> str:
     return text[0][:300] if text else type(err).__name__
 
 
+@register_backend(
+    "transformers",
+    summary="a local vision-language model: a model folder or a Hugging Face id (AutoModelForImageTextToText)",
+    title="transformers (local model)",
+    describe=lambda o: f"transformers · {o.get('model') or '(no model chosen)'} — a local vision-language model",
+    options=(
+        BackendOption(
+            "model",
+            "a local model folder (with config.json) or a Hugging Face id such as llava-hf/llava-1.5-7b-hf",
+            required=True,
+            setting="transformers_model",
+            label="Model folder or Hugging Face id",
+            placeholder="/models/llava-1.5-7b-hf",
+        ),
+        BackendOption("batch_size", "generation batch size (default 4)", type=int, label="Batch size"),
+        BackendOption("device", "cuda, cuda:1, cpu ... (default: cuda when available)", cli=False),
+        BackendOption("dtype", "auto, float32, float16 or bfloat16 (default auto)", cli=False),
+    ),
+)
 class TransformersBackend:
     """See the module docstring."""
 
@@ -132,7 +159,7 @@ class TransformersBackend:
                 from huggingface_hub import try_to_load_from_cache
 
                 cached = isinstance(try_to_load_from_cache(self.model, "config.json", revision=revision), str)
-                offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+                offline = settings().hf_hub_offline
                 local_files_only = cached or offline or not _hub_reachable()
             common["local_files_only"] = bool(local_files_only)
         try:
@@ -213,28 +240,16 @@ class TransformersBackend:
             raise BackendError(f"could not load the weights of {self.model!r}: {_first_line(err)}") from None
         self.hf_model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - t0
-        self.yes_ids = self._variant_ids(YES_VARIANTS)
-        self.no_ids = self._variant_ids(NO_VARIANTS)
-        both = set(self.yes_ids) & set(self.no_ids)
-        self.yes_ids = [i for i in self.yes_ids if i not in both]
-        self.no_ids = [i for i in self.no_ids if i not in both]
+        tok = self.tokenizer
+        self.yes_ids, self.no_ids = yes_no_token_ids(
+            lambda text: tok.encode(text, add_special_tokens=False), lambda tid: tok.decode([tid])
+        )
         log.info("loaded %s on %s (%s) in %.1f s", self.model, self.device, self.dtype, self.load_seconds)
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, device={self.device}, dtype={self.dtype})"
 
     # ----------------------------------------------------------------------------------------------------------
-    def _variant_ids(self, variants: Sequence[str]) -> list[int]:
-        """Token id of the first non-whitespace sub-token of each variant (deduplicated, order kept)."""
-        ids: list[int] = []
-        for v in variants:
-            for tid in self.tokenizer.encode(v, add_special_tokens=False):
-                if self.tokenizer.decode([tid]).strip():
-                    if tid not in ids:
-                        ids.append(tid)
-                    break
-        return ids
-
     def build_prompt(self, req: LVLMRequest) -> str:
         """The exact text the model sees: chat template (system, images, user text, generation prompt) +
         the prefill."""

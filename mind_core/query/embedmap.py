@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mind_core.query.search import one_thread, tokenize
+from mind_core.query.derived import derived
+from mind_core.query.keyword import keyword_index, tokenize
+from mind_core.query.semantic import one_thread
 
 STOP_WORDS = frozenset(
     """
@@ -91,7 +93,7 @@ def top_words(texts: pd.Series | list[str], cluster: np.ndarray, n_words: int = 
 
 
 def top_words_indexed(kw, rows: np.ndarray, cluster: np.ndarray, n_words: int = 4) -> dict[int, list[str]]:
-    """Same rule as :func:`top_words`, from a :class:`mind_core.query.search.KeywordIndex`'s postings (no
+    """Same rule as :func:`top_words`, from a :class:`mind_core.query.keyword.KeywordIndex`'s postings (no
     re-tokenising):
     term × cluster counts = (term × text tf matrix) @ (text × cluster counts of the sampled rows)."""
     from scipy import sparse
@@ -130,7 +132,7 @@ def build_map(
     ``keyword_index``: optional, makes the top-words step a sparse product instead of re-tokenising."""
     rows = sample_rows(len(texts), max_points, seed)
     x = np.asarray(embeddings[rows], dtype=np.float32)
-    with one_thread():  # small matrices: see mind_core.query.search.one_thread
+    with one_thread():  # small matrices: see mind_core.query.semantic.one_thread
         xy, explained = pca_2d(x)
         cluster = kmeans(x, n_clusters, seed)
     words = (
@@ -142,93 +144,40 @@ def build_map(
     return EmbeddingMap(rows, xy, cluster, labels, explained)
 
 
-def _label_order(label) -> tuple:
-    """Cluster labels "3: words" in numeric order, other labels alphabetically."""
-    head = str(label).split(":", 1)[0]
-    return (0, int(head), "") if head.isdigit() else (1, 0, str(label))
-
-
-def fig_map(m: EmbeddingMap, color: np.ndarray, color_title: str, hover: list[str]):
-    """Scatter of the map; ``color``: one label per point (relation or cluster label)."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    from plotly.colors import qualitative
-
-    color = np.asarray(color, dtype=object)
-    n_labels = len(pd.unique(color))
-    palette = (
-        qualitative.G10 + ["#222222", "#AAAA11"]
-        if n_labels <= 12  # clusters: 12 well-separated colours
-        else qualitative.Dark24 + qualitative.Light24
-    )  # relations (20) and more
-    for i, lab in enumerate(sorted(pd.unique(color), key=_label_order)):
-        sel = np.flatnonzero(color == lab)
-        fig.add_scattergl(
-            x=m.xy[sel, 0],
-            y=m.xy[sel, 1],
-            mode="markers",
-            name=str(lab),
-            marker=dict(size=5, opacity=0.7, color=palette[i % len(palette)]),
-            customdata=m.rows[sel][:, None],
-            text=[hover[i] for i in sel],
-            hovertemplate="%{text}<extra>" + str(lab)[:40] + "</extra>",
-        )
-    fig.update_layout(
-        title=f"Intention embeddings, PCA 2-D ({len(m.rows):,} points; coloured by {color_title})",
-        xaxis_title=f"PC1 ({m.explained[0]:.0%} var.)",
-        yaxis_title=f"PC2 ({m.explained[1]:.0%} var.)",
-        height=600,
-        legend_title=color_title,
-        dragmode="lasso",
-        margin=dict(t=50, b=40),
-    )
-    return fig
-
-
 def kb_map(kb, *, max_points: int = 4000, n_clusters: int = 12, seed: int = 0) -> EmbeddingMap:
-    """:func:`build_map` for a loaded KB, saved under ``<cache>/embedmap/`` (keyed like the keyword index: the
-    intentions' SHA-256) so a restarted dashboard draws the map without recomputing it."""
-    from mind_core.query.search import keyword_index, keyword_index_path
+    """:func:`build_map` for a loaded KB, kept as derived data (:mod:`mind_core.query.derived`), so a restarted
+    dashboard draws the map without recomputing it."""
 
-    key = keyword_index_path(kb).stem.split("-", 1)[1]
-    path = keyword_index_path(kb).parent.parent / "embedmap" / f"{key}-{max_points}-{n_clusters}-{seed}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                m = EmbeddingMap(
-                    z["rows"],
-                    z["xy"],
-                    z["cluster"],
-                    [str(x) for x in z["labels"]],
-                    (float(z["explained"][0]), float(z["explained"][1])),
-                )
-            if len(m.rows) == min(max_points, len(kb.intentions)) and (
-                len(m.rows) == 0 or m.rows.max() < len(kb.intentions)
-            ):
-                return m
-        except (OSError, ValueError, KeyError):
-            pass
-    m = build_map(
-        kb.embeddings,
-        kb.intentions["intention"],
-        max_points=max_points,
-        n_clusters=n_clusters,
-        seed=seed,
-        keyword_index=keyword_index(kb),
-    )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            rows=m.rows,
-            xy=m.xy,
-            cluster=m.cluster,
-            labels=np.array(m.labels, dtype=str),
-            explained=np.array(m.explained),
+    def load(z: dict[str, np.ndarray]) -> EmbeddingMap | None:
+        m = EmbeddingMap(
+            z["rows"],
+            z["xy"],
+            z["cluster"],
+            [str(x) for x in z["labels"]],
+            (float(z["explained"][0]), float(z["explained"][1])),
         )
-        tmp.replace(path)
-    except OSError:
-        pass
-    return m
+        fits = len(m.rows) == min(max_points, len(kb.intentions)) and (
+            len(m.rows) == 0 or m.rows.max() < len(kb.intentions)
+        )
+        return m if fits else None
+
+    def arrays(m: EmbeddingMap) -> dict[str, np.ndarray]:
+        return {
+            "rows": m.rows,
+            "xy": m.xy,
+            "cluster": m.cluster,
+            "labels": np.array(m.labels, dtype=str),
+            "explained": np.array(m.explained),
+        }
+
+    def build() -> EmbeddingMap:
+        return build_map(
+            kb.embeddings,
+            kb.intentions["intention"],
+            max_points=max_points,
+            n_clusters=n_clusters,
+            seed=seed,
+            keyword_index=keyword_index(kb),
+        )
+
+    return derived(kb, f"embedmap-v1-{max_points}-{n_clusters}-{seed}", build, arrays, load)

@@ -1,0 +1,230 @@
+"""Crash-safe files: atomic writes (temporary file, fsync, rename), JSON-lines appends, file locks, checksums.
+
+Every file the project writes goes through here, so one rule holds everywhere: a reader (or a run killed with
+``kill -9`` and started again) sees either the old complete file or the new complete file, never half of one.
+
+* :func:`atomic_path` yields a hidden temporary path next to the target (``.<name>.<random>.tmp``); when the block
+  ends the file is fsynced, renamed over the target with ``os.replace`` (atomic on POSIX) and the folder fsynced;
+  on an error the temporary file is removed. :func:`write_bytes`, :func:`write_text`, :func:`write_json`,
+  :func:`write_parquet` and :func:`write_npy` are the usual cases. Caches that are rebuilt when lost pass
+  ``durable=False`` (no fsync: faster, still never half-visible).
+* :func:`append_jsonl` appends whole lines; a line torn by a killed writer is closed first so the next record
+  starts on its own line, and :func:`read_jsonl` skips such a torn line.
+* :func:`file_lock` is an ``flock`` on a lock file: exclusive, blocking or not (:class:`LockBusy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+TEMP_SUFFIX = ".tmp"
+
+
+class LockBusy(RuntimeError):
+    """Another process holds the lock (only raised by ``file_lock(..., blocking=False)``)."""
+
+
+# --- atomic writes ---------------------------------------------------------------------------------------------
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``folder`` durable (best effort: some filesystems refuse to fsync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh hidden temporary name next to ``path``: ``.<name>.<8 hex>.tmp``."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; on success it replaces ``path`` atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``path`` to fill; on success it is published as ``path`` with one
+    rename, so nobody ever sees a half-written folder. When ``path`` exists by then (another process published
+    it first) the new copy is dropped and the existing one kept. On failure the temporary folder is removed."""
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)  # fails when target exists (non-empty folder): keep the first one
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> Path:
+    with atomic_path(path, durable=durable) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> Path:
+    return write_bytes(path, text.encode("utf-8"), durable=durable)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool = True, **dumps: Any) -> Path:
+    dumps.setdefault("indent", 2)
+    dumps.setdefault("ensure_ascii", False)
+    return write_text(path, json.dumps(obj, **dumps) + "\n", durable=durable)
+
+
+def write_parquet(table: Any, path: str | os.PathLike[str], *, durable: bool = True, compression: str = "zstd") -> Path:
+    """A pyarrow Table as a Parquet file (zstd)."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path, durable=durable) as tmp:
+        pq.write_table(table, tmp, compression=compression)
+    return Path(path)
+
+
+def write_npy(path: str | os.PathLike[str], array: Any, *, durable: bool = True) -> Path:
+    """A numpy array as ``.npy`` (never pickled)."""
+    import numpy as np
+
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    return Path(path)
+
+
+def write_npz(path: str | os.PathLike[str], *, durable: bool = False, **arrays: Any) -> Path:
+    """Named numpy arrays as an uncompressed ``.npz`` (never pickled); caches by default (no fsync)."""
+    import numpy as np
+
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def remove_temp_files(folder: str | os.PathLike[str], prefix: str = "") -> int:
+    """Delete the temporary files a killed writer left in ``folder`` (those of targets starting with ``prefix``);
+    returns how many. Call it only while holding the lock of whoever writes there."""
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    n = 0
+    for tmp in root.glob(f".{prefix}*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            n += 1
+    return n
+
+
+# --- JSON lines ------------------------------------------------------------------------------------------------
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]], *, durable: bool = True) -> int:
+    """Append one JSON object per line (non-JSON values through ``str``); returns the number written. A last line
+    torn by a killed writer (no trailing newline) is closed first, so it stays the only damaged line."""
+    lines = [json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in records]
+    if not lines:
+        return 0
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write("".join(lines).encode("utf-8"))
+        fh.flush()
+        if durable:
+            os.fsync(fh.fileno())
+    return len(lines)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a file written by :func:`append_jsonl`, skipping lines that do not parse (a torn line)
+    and lines that are not objects. A missing file reads as empty."""
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        return
+    with fh:
+        for raw in fh:
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+# --- locks -----------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, blocking: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if missing) for the block. With
+    ``blocking=False`` a lock held by another process raises :class:`LockBusy` at once. The lock goes with the
+    process: a killed holder never leaves it stuck."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockBusy(f"{target} is locked by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# --- checksums -------------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

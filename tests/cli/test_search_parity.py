@@ -1,0 +1,63 @@
+"""One query layer: ``search --json`` ranks exactly as :func:`mind_core.query.search`, the function the Search page
+calls, for every mode, with and without facets, on both semantic paths (exact subset scoring and FAISS restricted
+to the subset). Issue 11: the CLI and the dashboard once had two semantic searches with different rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mind_core import query
+from mind_core.cli.main import main
+from mind_core.kb.store import KnowledgeBase
+from mind_core.query import semantic
+from mind_core.query.facets import Facets
+
+QUERY = "warm hat"  # keyword mode needs every word: this finds rows under each facet set
+FACETS = {
+    "none": ({}, []),
+    "relation+verdict": (
+        {"relation": ["isA", "usedFor"], "verdict": ["yes"]},
+        ["--relation", "isA", "--relation", "usedFor", "--verdict", "yes"],
+    ),
+    "no-or-unjudged": ({"verdict": ["no", "none"]}, ["--verdict", "no", "--verdict", "none"]),
+}
+
+
+def _cli(capsys, kb_dir, mode, flags, k):
+    capsys.readouterr()
+    assert main(["search", "--kb", str(kb_dir), "--query", QUERY, "--mode", mode, "-k", str(k), "--json", *flags]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("mode", "path"),
+    [(m, p) for m in query.MODES for p in ("exact", "faiss") if not (m == "keyword" and p == "faiss")],
+)
+@pytest.mark.parametrize("facet", list(FACETS))
+def test_cli_json_equals_the_query_layer(sample_kb_dir, capsys, monkeypatch, mode, facet, path):
+    if path == "faiss":  # keyword search has one path
+        monkeypatch.setattr(semantic, "EXACT_MAX", 10)  # every facet subset of the sample is larger: FAISS path
+    columns, flags = FACETS[facet]
+    k = 15
+    got = _cli(capsys, sample_kb_dir, mode, flags, k)
+    want = query.search(KnowledgeBase(sample_kb_dir), QUERY, mode=mode, k=k, facets=Facets.of(**columns)).hits
+    assert [r["intention_id"] for r in got] == list(want["intention_id"])
+    assert [r["score"] for r in got] == pytest.approx(list(want["score"]), abs=1e-6)
+    assert got, "the query must find something for the comparison to mean anything"
+    kb = KnowledgeBase(sample_kb_dir)
+    rows = kb.intentions.set_index("intention_id").loc[[r["intention_id"] for r in got]]
+    if "relation" in columns:
+        assert set(rows["relation"]) <= set(columns["relation"])
+
+
+def test_the_two_semantic_paths_agree_on_a_flat_index(sample_kb_dir, monkeypatch):
+    kb = KnowledgeBase(sample_kb_dir)
+    assert kb.manifest["index_factory"].startswith("Flat")  # exact index: both paths must give the same ranking
+    facets = Facets.of(relation=["isA"])
+    exact = query.search(kb, QUERY, mode="semantic", k=20, facets=facets).hits
+    monkeypatch.setattr(semantic, "EXACT_MAX", 10)
+    faiss_path = query.search(kb, QUERY, mode="semantic", k=20, facets=facets).hits
+    assert list(exact["intention_id"]) == list(faiss_path["intention_id"])
+    assert list(exact["score"]) == pytest.approx(list(faiss_path["score"]), abs=1e-3)  # float16 copy vs index

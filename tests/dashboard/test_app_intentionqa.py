@@ -1,0 +1,41 @@
+"""AppTest of the IntentionQA page: the no-model and LVLM methods, and the API key from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+PAGE = "dashboard/views/intentionqa.py"
+
+
+@pytest.fixture()
+def page(open_page):
+    return lambda **env: open_page(PAGE, 240, **env)
+
+
+def test_overlap_and_embed_methods_give_accuracies(page):
+    at = page()
+    assert not at.exception, at.exception
+    at.multiselect(key="iqa_methods").set_value(["overlap", "embed"])
+    at.number_input(key="iqa_n").set_value(10)
+    at.button[0].click().run()  # the form's Run button
+    assert not at.exception, at.exception
+    summary = at.dataframe[0].value
+    assert set(summary["method"]) == {"overlap", "embed"}
+    assert summary["accuracy"].between(0, 1).all()
+
+
+def test_lvlm_method_sends_the_api_key_from_the_environment(page, fake_openai):
+    # issue 11 (a): the IntentionQA page sent no API key at all
+    fake_openai.set(api_key="sk-iqa-env")
+    at = page(MIND_BACKEND="openai", MIND_OPENAI_ENDPOINT=fake_openai.url, OPENAI_API_KEY="sk-iqa-env")
+    assert not at.exception, at.exception
+    assert at.radio(key="iqa_backend").value == "openai"
+    at.multiselect(key="iqa_methods").set_value(["lvlm"])
+    at.number_input(key="iqa_n").set_value(5)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    chats = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
+    assert len(chats) >= 5
+    assert {r["authorization"] for r in chats} == {"Bearer sk-iqa-env"}
+    assert set(at.dataframe[0].value["method"]) == {"lvlm"}

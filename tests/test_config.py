@@ -1,0 +1,93 @@
+"""mind_core.config: defaults < environment < overrides, bad values reported, the key never in a repr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mind_core import config
+from mind_core.config import ENV_VARS, Settings
+
+
+def test_defaults_without_environment():
+    s = Settings.from_env({})
+    assert s.kb_dir == config.INDEXES_DIR / "sample"
+    assert s.backend == "offline" and s.embed_model == "all-MiniLM-L6-v2"
+    assert s.openai_timeout_s is None and s.max_new_tokens == 512 and s.problems == ()
+
+
+def test_environment_fills_every_documented_setting(tmp_path):
+    env = {
+        "MIND_KB": str(tmp_path / "kb"),
+        "MIND_CACHE_DIR": str(tmp_path / "c"),
+        "MIND_USER_DATA": str(tmp_path / "u"),
+        "MIND_EMBED_MODEL": "some/model",
+        "MIND_INTENTIONQA_DIR": str(tmp_path / "q"),
+        "MIND_BACKEND": "OpenAI",
+        "MIND_TRANSFORMERS_MODEL": "/models/llava",
+        "MIND_OPENAI_ENDPOINT": "http://127.0.0.1:9/v1",
+        "MIND_OPENAI_MODEL": "m",
+        "MIND_OPENAI_TIMEOUT": "2.5",
+        "MIND_MAX_NEW_TOKENS": "64",
+        "OPENAI_API_KEY": "sk-secret",
+        "HF_ENDPOINT": "http://127.0.0.1:1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    s = Settings.from_env(env)
+    assert s.kb_dir == tmp_path / "kb" and isinstance(s.kb_dir, Path)
+    assert (s.backend, s.openai_endpoint, s.openai_timeout_s, s.max_new_tokens) == (
+        "openai",
+        "http://127.0.0.1:9/v1",
+        2.5,
+        64,
+    )
+    assert s.openai_api_key == "sk-secret" and s.hf_hub_offline is True and s.problems == ()
+    # every variable in the table was used by this test: a new one must be added here too
+    assert {v.name for v in ENV_VARS} - set(env) == {"MIND_ENDPOINT"}
+
+
+def test_alias_is_used_only_when_the_main_name_is_unset():
+    assert Settings.from_env({"MIND_ENDPOINT": "http://a/v1"}).openai_endpoint == "http://a/v1"
+    both = {"MIND_ENDPOINT": "http://a/v1", "MIND_OPENAI_ENDPOINT": "http://b/v1"}
+    assert Settings.from_env(both).openai_endpoint == "http://b/v1"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("MIND_OPENAI_TIMEOUT", "soon", "not a number"),
+        ("MIND_OPENAI_TIMEOUT", "-1", "must be > 0"),
+        ("MIND_MAX_NEW_TOKENS", "lots", "not a whole number"),
+        ("MIND_MAX_NEW_TOKENS", "0", "must be >= 1"),
+        ("MIND_BACKEND", "gpt", "not one of offline, transformers, openai"),
+    ],
+)
+def test_bad_values_keep_the_default_and_say_why(var, value, message):
+    s = Settings.from_env({var: value})
+    assert s == Settings()
+    assert len(s.problems) == 1 and var in s.problems[0] and message in s.problems[0]
+
+
+def test_overrides_win_and_none_keeps(tmp_path):
+    base = Settings.from_env({"MIND_KB": "/a", "MIND_BACKEND": "openai"})
+    s = base.replace(kb_dir=str(tmp_path), backend=None)
+    assert s.kb_dir == tmp_path and s.backend == "openai"
+    assert base.kb_dir == Path("/a")  # frozen: the original is unchanged
+    with pytest.raises(TypeError, match="unknown setting"):
+        base.replace(kb=tmp_path)
+    with pytest.raises(AttributeError):
+        base.backend = "offline"  # type: ignore[misc]
+
+
+def test_the_api_key_stays_out_of_repr_and_comparisons():
+    s = Settings.from_env({"OPENAI_API_KEY": "sk-do-not-log"})
+    assert "sk-do-not-log" not in repr(s) and "sk-do-not-log" not in str(s)
+    assert s == Settings()
+
+
+def test_settings_reads_the_environment_afresh(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "one"))
+    assert config.settings().cache_dir == tmp_path / "one"
+    monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "two"))
+    assert config.cache_dir("x") == tmp_path / "two" / "x" and (tmp_path / "two" / "x").is_dir()
