@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mind_core.kb.store import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
+from mind_core.schema import INTENTIONS_SCHEMA, PRODUCTS_SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -67,9 +67,9 @@ print(json.dumps({"first": first, "first_cpu": first_cpu, "rerun": rerun, "error
 
 
 def busiest_product(kb) -> str:
-    from mind_core.query import search
+    from mind_core.query.products import product_index
 
-    idx = search.product_index(kb)
+    idx = product_index(kb)
     counts = idx.offsets[1:] - idx.offsets[:-1]
     return str(idx.asins[int(counts.argmax())])
 
@@ -101,26 +101,29 @@ def page_times(kb_dir: str, asin: str) -> dict[str, dict]:
 
 
 def search_times(kb) -> tuple[float, dict[str, dict]]:
-    from mind_core.query import search
+    from mind_core import query
+    from mind_core.query.facets import Facets
+    from mind_core.query.keyword import keyword_search
+    from mind_core.query.semantic import semantic_search
 
     t = time.perf_counter()
-    search.semantic_search(kb, "warm up the embedder")
-    search.keyword_search(kb, "warm")
+    semantic_search(kb, "warm up the embedder")
+    keyword_search(kb, "warm")
     warmup = time.perf_counter() - t
     has_p = bool(kb.intentions["p_yes"].notna().any())
     facet_sets = {
         "no facets": None,
-        "relation+verdict" + ("+P(yes)" if has_p else ""): search.Facets(
+        "relation+verdict" + ("+P(yes)" if has_p else ""): Facets(
             relations=("usedFor", "isA", "capableOf"), verdicts=("yes",), p_yes_range=(0.5, 1.0) if has_p else None
         ),
     }
     out = {}
-    for mode in search.MODES:
+    for mode in query.MODES:
         for fname, facets in facet_sets.items():
             times, hits = [], []
             for q in QUERIES:
                 t = time.perf_counter()
-                res = search.search(kb, q, mode=mode, k=200, facets=facets)
+                res = query.search(kb, q, mode=mode, k=200, facets=facets)
                 times.append(time.perf_counter() - t)
                 hits.append(res.total)
             times.sort()

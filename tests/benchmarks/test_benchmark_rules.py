@@ -46,3 +46,22 @@ def test_no_benchmark_redefines_a_library_function(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert not (defined & public), f"{path.name} redefines {sorted(defined & public)}: import them"
+
+
+@pytest.mark.parametrize("path", sorted(BENCH_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_every_project_import_of_a_benchmark_resolves(path):
+    """Benchmarks run rarely, so a moved function breaks them silently: every ``from mind_core... import name``
+    (lazy ones inside functions included) must name a module or an attribute that exists."""
+    import importlib
+
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("mind_core", "dashboard"):
+            mod = importlib.import_module(node.module)
+            for alias in node.names:
+                if not hasattr(mod, alias.name):
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{node.module}.{alias.name} (line {node.lineno})")
+    assert not missing, missing
