@@ -23,7 +23,8 @@ if kb is not None:
     cols[4].metric("Relation types", f"{c['relations']:,}")
     m = kb.manifest
     st.caption(
-        f"KB folder `{kb.path}` · built {m['built_at']} · embeddings `{m['embed_model']}` ({m['embed_dim']}-d) · "
+        f"KB folder `{kb.path}` · built {m['built_at']} · embeddings `{m['embed_model']}` "
+        f"({m['embed_dim']}-d, {kb.embed_backend}) · "
         f"FAISS `{m['index_factory']}`"
     )
     st.subheader("Intentions per relation")

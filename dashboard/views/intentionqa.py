@@ -54,7 +54,7 @@ def run_method(
         cache = iqa.AnswerCache(config.cache_dir("intentionqa") / "answers.jsonl")
     vectors = None
     if method != "overlap" and method != "lvlm":
-        vectors = iqa.TextVectors(questions, _kb.embed_model)
+        vectors = iqa.TextVectors(questions, encoder=_kb.encoder)
     try:
         res = iqa.evaluate(
             questions, method, kb=_kb, k=k, backend=backend, cache=cache, vectors=vectors, seed=seed, progress=_progress

@@ -158,7 +158,7 @@ def cmd_intentionqa(args: argparse.Namespace) -> int:
         vectors = None
         if any(m in ("embed", "embed+kb", "lvlm+kb") for m in methods):
             bar, upd = _tqdm_progress("embedding questions + choices", not args.no_progress)
-            vectors = iqa.TextVectors(questions, kb.embed_model if kb is not None else None, progress=upd)
+            vectors = iqa.TextVectors(questions, progress=upd, encoder=kb.encoder if kb is not None else None)
             if bar:
                 bar.close()
         cache = None

@@ -7,6 +7,7 @@ import json
 import sys
 
 from mind_core.cli.common import UserError, add_kb_arg, open_kb, positive
+from mind_core.kb.embed import DEVICES, EMBED_BACKENDS
 from mind_core.kb.export import EXPORT_FORMATS
 from mind_core.kb.index import INDEX_KINDS
 from mind_core.query import MODES
@@ -84,6 +85,22 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
     p.add_argument("--batch-size", type=positive(int), default=64, help="embedding batch size (default 64)")
     p.add_argument(
+        "--embed-backend",
+        default="auto",
+        choices=EMBED_BACKENDS,
+        help="torch = sentence-transformers (any model); onnx / onnx-int8 = ONNX Runtime (the default model only; "
+        "int8 is faster and approximate); auto = onnx for the default model, torch otherwise (default: auto)",
+    )
+    p.add_argument(
+        "--embed-threads", type=positive(int), default=None, metavar="N", help="encoder threads (default: all cores)"
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="torch backend only: cuda for a GPU, cpu, or auto = cuda when available (default: auto)",
+    )
+    p.add_argument(
         "--vectors",
         default=None,
         metavar="FILE.npy",
@@ -138,6 +155,9 @@ def cmd_build_kb(args) -> int:
             force=args.force,
             batch_size=args.batch_size,
             vectors=args.vectors,
+            embed_backend=args.embed_backend,
+            device=args.device,
+            threads=args.embed_threads,
         )
     except ValidationError:
         raise  # file:line:field message, printed by main
@@ -152,8 +172,14 @@ def cmd_build_kb(args) -> int:
         f"built KB at {args.out} ({res.reason}) in {res.seconds:.1f} s: {c['intentions']} intentions, "
         f"{c['pairs']} pairs, {c['products']} products; index {m['index_factory']} "
         f"{m['search_params'] or ''}".rstrip()
-        + f" over {m['embed_dim']}-d {m['embed_model']} embeddings"
+        + f" over {m['embed_dim']}-d {m['embed_model']} embeddings ({m['embed_backend']})"
     )
+    cache = m.get("embedding_cache") or {}
+    if not args.vectors:
+        print(
+            f"embeddings: {cache.get('encoded_intentions', 0)} intention texts encoded, the rest from the cache"
+            + (f" ({cache['seeded']} vectors seeded from shipped embeddings)" if cache.get("seeded") else "")
+        )
     if c["skipped_rows"]:
         print(f"skipped {c['skipped_rows']} invalid rows (--skip-bad); first ones:", file=sys.stderr)
         for e in m["skipped_examples"][:5]:

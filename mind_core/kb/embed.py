@@ -7,15 +7,17 @@ Vectors are L2-normalised, so inner product = cosine similarity.
 The packaged model is read with ``local_files_only=True``: nothing here touches the process environment (an
 ``HF_HUB_OFFLINE=1`` set by this module would stop every later download in the process, e.g. the transformers
 backend fetching a model by its Hugging Face id). :func:`get_embedder` keeps one encoder per model, whatever name
-the model was asked by (``None`` = the configured default, its aliases, its name).
+the model was asked by (``None`` = the configured default, its aliases, its name) and per backend.
+
+Backends (:data:`EMBED_BACKENDS`): ``torch`` = sentence-transformers (any model; ``--device`` cuda/cpu), ``onnx`` /
+``onnx-int8`` = :mod:`mind_core.kb.onnx_encoder` (the default model only; no torch at query time). ``auto`` = ``onnx``
+for the default model, ``torch`` for any other. Queries of a KB built with ``torch`` or ``onnx`` are encoded with
+``onnx`` (the vectors agree to ~1e-7, tested), so a search process never imports torch for the default model.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import re
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from mind_core import config
 from mind_core.config import DEFAULT_EMBED_MODEL
+from mind_core.kb.embed_cache import CachedEncoding
 
 _DEFAULT_ALIASES = {DEFAULT_EMBED_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 
@@ -47,17 +50,65 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-class Embedder:
-    """Batched, normalised sentence embeddings with an optional progress bar."""
+EMBED_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+DEVICES = ("auto", "cpu", "cuda")
 
-    def __init__(self, model_name: str | None = None, *, device: str | None = None):
+
+def resolve_backend(model_name: str, backend: str | None = "auto") -> str:
+    """The concrete backend for ``model_name``: ``auto`` / None -> ``onnx`` for the default model when ONNX Runtime
+    is installed, else ``torch``. ONNX for another model is refused with a message."""
+    backend = backend or "auto"
+    if backend not in EMBED_BACKENDS:
+        raise ValueError(f"unknown embedding backend {backend!r}; choose one of {', '.join(EMBED_BACKENDS)}")
+    default = canonical_model_name(model_name) == DEFAULT_EMBED_MODEL
+    if backend == "auto":
+        import importlib.util
+
+        return "onnx" if default and importlib.util.find_spec("onnxruntime") else "torch"
+    if backend.startswith("onnx") and not default:
+        raise ValueError(
+            f"the {backend} backend exports only the packaged {DEFAULT_EMBED_MODEL!r}; use --embed-backend torch "
+            f"for {model_name!r}"
+        )
+    return backend
+
+
+def query_backend(model_name: str, build_backend: str | None) -> str:
+    """The backend that encodes queries of a KB built with ``build_backend``: int8 stays int8; torch and fp32 ONNX
+    vectors are interchangeable for the default model, so its queries go through fp32 ONNX (no torch import)."""
+    if build_backend == "onnx-int8":
+        return "onnx-int8"
+    return resolve_backend(model_name, "auto")
+
+
+def _pick_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    return device
+
+
+class Embedder(CachedEncoding):
+    """sentence-transformers (torch): batched, normalised sentence embeddings with an optional progress bar."""
+
+    backend = "torch"
+
+    def __init__(self, model_name: str | None = None, *, device: str | None = None, threads: int | None = None):
         from sentence_transformers import SentenceTransformer
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
 
         self.model_name = canonical_model_name(model_name) if model_name else default_model_name()
         path = resolve_model_path(self.model_name)
         packaged = self.model_name == DEFAULT_EMBED_MODEL
         try:
-            self.model = SentenceTransformer(path, device=device or "cpu", local_files_only=packaged)
+            self.model = SentenceTransformer(path, device=_pick_device(device), local_files_only=packaged)
         except Exception as err:  # OSError, ValueError, hub errors... all mean "cannot load this model"
             raise ValueError(
                 f"cannot load embedding model {self.model_name!r} ({err}). Use a local sentence-transformers "
@@ -81,76 +132,25 @@ class Embedder:
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
-    def encode_one(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
 
-    def encode_cached(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = 64,
-        progress: bool = False,
-        cache: EmbeddingCache | None = None,
-    ) -> np.ndarray:
-        """Like :meth:`encode`, but each distinct text is encoded once and looked up in / added to a persistent
-        cache, so rebuilding a KB (or growing it) never re-encodes a text seen before with this model."""
-        cache = cache or EmbeddingCache.for_model(self.model_name)
-        unique = list(dict.fromkeys(texts))
-        found = cache.get_many(unique)
-        todo = [t for t in unique if t not in found]
-        if todo:
-            for start in range(0, len(todo), 4096):  # commit in chunks so an interrupted build keeps its work
-                chunk = todo[start : start + 4096]
-                vecs = self.encode(chunk, batch_size=batch_size, progress=progress)
-                cache.put_many(chunk, vecs)
-                found.update(zip(chunk, vecs))
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = found[t]
-        return out
+def get_embedder(
+    model_name: str | None = None,
+    backend: str | None = "auto",
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+) -> CachedEncoding:
+    """The process-wide encoder of ``model_name`` (default: the configured model) with ``backend`` (see
+    :func:`resolve_backend`); loading takes seconds, so each (model, backend) is loaded once, whichever of the
+    model's names is asked for."""
+    name = canonical_model_name(model_name) if model_name else default_model_name()
+    return _embedder(name, resolve_backend(name, backend), device or "auto", threads)
 
 
-def _text_key(text: str) -> bytes:
-    return hashlib.sha1(text.encode("utf-8")).digest()
+@functools.lru_cache(maxsize=8)
+def _embedder(canonical_name: str, backend: str, device: str, threads: int | None) -> CachedEncoding:
+    if backend == "torch":
+        return Embedder(canonical_name, device=device, threads=threads)
+    from mind_core.kb.onnx_encoder import OnnxEncoder
 
-
-class EmbeddingCache:
-    """text -> float32 vector, in one SQLite file per model under ``<cache_dir>/embeddings/``."""
-
-    def __init__(self, path: Path, dim: int | None = None):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.conn = sqlite3.connect(str(path), timeout=30)
-        self.conn.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
-
-    @classmethod
-    def for_model(cls, model_name: str) -> EmbeddingCache:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_")[-80:]
-        return cls(config.cache_dir("embeddings") / f"{slug}.sqlite")
-
-    def get_many(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        keys = {_text_key(t): t for t in texts}
-        found: dict[str, np.ndarray] = {}
-        klist = list(keys)
-        for start in range(0, len(klist), 500):
-            chunk = klist[start : start + 500]
-            q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
-            for key, blob in self.conn.execute(q, chunk):
-                found[keys[bytes(key)]] = np.frombuffer(blob, dtype=np.float32)
-        return found
-
-    def put_many(self, texts: Sequence[str], vecs: np.ndarray) -> None:
-        rows = [(_text_key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in zip(texts, vecs)]
-        with self.conn:
-            self.conn.executemany("INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)", rows)
-
-
-def get_embedder(model_name: str | None = None) -> Embedder:
-    """The process-wide encoder of ``model_name`` (default: the configured model); loading takes seconds, so each
-    model is loaded once, whichever of its names is asked for."""
-    return _embedder(canonical_model_name(model_name) if model_name else default_model_name())
-
-
-@functools.lru_cache(maxsize=4)
-def _embedder(canonical_name: str) -> Embedder:
-    return Embedder(canonical_name)
+    return OnnxEncoder(canonical_name, Path(resolve_model_path(canonical_name)), backend, threads=threads)

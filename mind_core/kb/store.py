@@ -211,11 +211,18 @@ class KnowledgeBase:
         return self.manifest["embed_model"]
 
     @property
-    def encoder(self):
-        """The embedding model this KB's vectors were made with (loaded on first use, shared per process)."""
-        from mind_core.kb.embed import get_embedder
+    def embed_backend(self) -> str:
+        """How the KB's vectors were encoded: ``torch``, ``onnx`` or ``onnx-int8`` (KBs built before the field
+        existed: ``torch``)."""
+        return self.manifest.get("embed_backend") or "torch"
 
-        return get_embedder(self.embed_model)
+    @property
+    def encoder(self):
+        """The encoder for queries against this KB's vectors (loaded on first use, shared per process): the KB's
+        model, through :func:`mind_core.kb.embed.query_backend` (fp32 ONNX for the default model: no torch)."""
+        from mind_core.kb.embed import get_embedder, query_backend
+
+        return get_embedder(self.embed_model, query_backend(self.embed_model, self.embed_backend))
 
     # -- counts and stats
     def counts(self) -> dict[str, int]:

@@ -14,6 +14,7 @@ def test_one_encoder_per_model_whatever_its_name():
     # (d): None, the short name and the hub id of the packaged default are one cache entry, one load
     default = embed.get_embedder(None)
     assert embed.get_embedder("all-MiniLM-L6-v2") is default
+    assert embed.get_embedder(None, "torch") is embed.get_embedder("sentence-transformers/all-MiniLM-L6-v2", "torch")
     assert embed.get_embedder("sentence-transformers/all-MiniLM-L6-v2") is default
     assert embed.get_embedder(" all-MiniLM-L6-v2 ") is default
     assert default.model_name == "all-MiniLM-L6-v2"
@@ -24,7 +25,7 @@ def test_loading_the_default_model_leaves_the_hub_online():
     code = (
         "import json, os\n"
         "from mind_core.kb.embed import get_embedder\n"
-        "e = get_embedder()\n"
+        "e = get_embedder(None, 'torch')\n"
         "v = e.encode(['a hat for the sun'])\n"
         "import huggingface_hub.constants as c\n"
         "print(json.dumps({'env': os.environ.get('HF_HUB_OFFLINE'), 'hub': bool(c.HF_HUB_OFFLINE),"

@@ -193,7 +193,7 @@ def evaluate(
     else:
         needs_vectors = method != "lvlm"
         if needs_vectors and vectors is None:
-            vectors = TextVectors(questions, kb.embed_model if kb is not None else None)
+            vectors = TextVectors(questions, encoder=kb.encoder if kb is not None else None)
         if method == "embed":
             preds = run_embed(questions, vectors, progress)
         elif method == "embed+kb":

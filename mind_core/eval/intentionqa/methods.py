@@ -65,10 +65,13 @@ class TextVectors:
         embed_model: str | None = None,
         progress: ProgressFn | None = None,
         chunk: int = 256,
+        *,
+        encoder=None,
     ):
+        """``encoder``: a KB's own query encoder (``kb.encoder``); else the encoder of ``embed_model``."""
         from mind_core.kb.embed import get_embedder
 
-        self.embedder = get_embedder(embed_model)
+        self.embedder = encoder if encoder is not None else get_embedder(embed_model)
         texts = list(dict.fromkeys(t for q in questions for t in (q.question, *q.choices)))
         self._row = {t: i for i, t in enumerate(texts)}
         parts = []
