@@ -81,6 +81,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "cap on generated tokens per answer in the pages (default 512, as MIND)",
     ),
     EnvVar(
+        "MIND_MAX_FIELD_CHARS",
+        "max_field_chars",
+        "longest text field `build-kb` accepts, in characters (default 100000); a longer one is a bad row "
+        "(skipped and counted with `--skip-bad`)",
+    ),
+    EnvVar(
         "OPENAI_API_KEY",
         "openai_api_key",
         "API key for the openai backend when none is typed / no `--api-key-env` is given; never written anywhere",
@@ -122,6 +128,7 @@ class Settings:
     #: None: the backend's own default (120 s for batch runs, 60 s on the pages)
     openai_timeout_s: float | None = None
     max_new_tokens: int = 512
+    max_field_chars: int = 100_000
     openai_api_key: str = field(default="", repr=False, compare=False)
     hf_endpoint: str = "https://huggingface.co"
     hf_hub_offline: bool = False

@@ -100,6 +100,88 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def swap_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Publish the complete folder ``new`` as ``target``, replacing what is there in one step, then delete the old
+    one. On Linux the two folders are exchanged with ``renameat2(RENAME_EXCHANGE)``: at every moment ``target`` is
+    either the whole old folder or the whole new one (a process that already has files of the old one open or
+    mapped keeps reading them). Elsewhere the old folder is first renamed aside (a moment without ``target``)."""
+    import shutil
+
+    new, target = Path(new), Path(target)
+    for folder in (new, *(p for p in new.rglob("*") if p.is_dir())):
+        fsync_dir(folder)
+    if not target.exists():
+        os.rename(new, target)
+        fsync_dir(target.parent)
+        return
+    if _exchange(new, target):
+        fsync_dir(target.parent)
+        shutil.rmtree(new, ignore_errors=True)  # the old folder, now under the staging name
+        return
+    aside = temp_path_for(target)
+    os.rename(target, aside)
+    os.rename(new, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    # non-zero: EINVAL (a filesystem without exchange), ENOSYS ...: the caller falls back
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+class NpyWriter:
+    """Write a 2-D ``.npy`` array of known shape chunk by chunk (a 1.26M x 384 embedding file never has to be
+    in memory at once); :meth:`close` checks every row was written. Readers use ``np.load``."""
+
+    def __init__(self, path: str | os.PathLike[str], shape: tuple[int, int], dtype: Any):
+        import numpy as np
+
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self.rows = 0
+        self._fh = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_1_0(self._fh, header)
+
+    def write(self, chunk: Any) -> None:
+        import numpy as np
+
+        arr = np.ascontiguousarray(chunk, dtype=self.dtype)
+        if arr.ndim != 2 or arr.shape[1] != self.shape[1] or self.rows + len(arr) > self.shape[0]:
+            raise ValueError(f"chunk {arr.shape} does not fit rows {self.rows}.. of {self.shape}")
+        self._fh.write(arr.tobytes())
+        self.rows += len(arr)
+
+    def __enter__(self) -> NpyWriter:
+        return self
+
+    def __exit__(self, kind, *_exc) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._fh.close()
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.path}: {self.rows} rows written, {self.shape[0]} expected")
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> Path:
     with atomic_path(path, durable=durable) as tmp:
         tmp.write_bytes(data)

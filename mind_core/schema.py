@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -88,6 +89,18 @@ YES, NO, UNJUDGED = 0, 1, 2
 VERDICT_CODE_LABELS: tuple[str, ...] = ("kept", "filtered", "unjudged")
 
 
+#: a filter answer's verdict is its leading word: "Yes, ..." / "**No.** ..." / "yes" (any case, leading punctuation
+#: and markdown allowed)
+_LEADING_VERDICT = re.compile(r"^[\W_]*(yes|no)\b", re.IGNORECASE)
+
+
+def verdict_of(answer: str | None) -> str | None:
+    """``"yes"`` / ``"no"`` from the leading word of a role-aware filter answer (MIND's ``Agreement``), or None
+    when it starts with neither."""
+    m = _LEADING_VERDICT.match(answer or "")
+    return m.group(1).lower() if m else None
+
+
 def verdict_label(verdict: object) -> str:
     """ "kept" / "filtered" / "unjudged" for a verdict value (anything but "yes" / "no" is unjudged)."""
     return VERDICT_LABELS.get(verdict, "unjudged") if isinstance(verdict, str) else "unjudged"
@@ -137,6 +150,33 @@ def flag_notes(flags: str | None) -> list[str]:
     return [FLAG_TEXT.get(f, f) for f in split_flags(flags)]
 
 
+# --- intention text ------------------------------------------------------------------------------------------
+
+#: The boilerplate most MIND intentions open with (83 % of the sample): "The potential co-buy intention [for these
+#: two products | for people purchasing <A> and <B> simultaneously | ...] could be / would be / is [that] ...".
+#: The earliest verb wins, so an opening never swallows a later sentence.
+INTENTION_OPENING = re.compile(
+    r"^\s*(?:\*\*)?the\s+potential\s+co-?\s*buy(?:ing)?\s+intention\b.{0,300}?"
+    r"\b(?:(?:could|would|might|may|can)\s+be|is)\b(?:\*\*)?[\s:,]*(?:that\b\s*)?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def intention_body(text: str | None) -> str:
+    """The informative part of an intention: the text without MIND's opening boilerplate
+    (:data:`INTENTION_OPENING`), first letter capitalised. Text without the opening, or with nothing after it,
+    is returned unchanged. Tables, cards and charts show this; details, exports and the KB keep the full text."""
+    if not text:
+        return text or ""
+    m = INTENTION_OPENING.match(text)
+    if not m:
+        return text
+    rest = text[m.end() :].lstrip()
+    if not any(ch.isalnum() for ch in rest):
+        return text
+    return rest[0].upper() + rest[1:]
+
+
 # --- time ------------------------------------------------------------------------------------------------------
 
 
@@ -152,10 +192,19 @@ def now_utc() -> str:
 class ValidationError(ValueError):
     """Bad input data: names the file, the 1-based line and the field so a user can fix it."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
-        self.path, self.line, self.field, self.reason = path, line, field, message
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        kind: str = "field",
+    ):
+        """``kind``: what ``field`` names in the message, ``field`` (JSON / Parquet) or ``column`` (CSV)."""
+        self.path, self.line, self.field, self.reason, self.kind = path, line, field, message, kind
         where = ":".join(str(x) for x in (path, line) if x is not None)
-        parts = [p for p in (where, f"field {field!r}" if field else None, message) if p]
+        parts = [p for p in (where, f"{kind} {field!r}" if field else None, message) if p]
         super().__init__(": ".join(parts))
 
 

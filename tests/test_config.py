@@ -30,6 +30,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "MIND_OPENAI_MODEL": "m",
         "MIND_OPENAI_TIMEOUT": "2.5",
         "MIND_MAX_NEW_TOKENS": "64",
+        "MIND_MAX_FIELD_CHARS": "5000",
         "OPENAI_API_KEY": "sk-secret",
         "HF_ENDPOINT": "http://127.0.0.1:1",
         "HF_HUB_OFFLINE": "1",
@@ -42,6 +43,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
         2.5,
         64,
     )
+    assert s.max_field_chars == 5000
     assert s.openai_api_key == "sk-secret" and s.hf_hub_offline is True and s.problems == ()
     # every variable in the table was used by this test: a new one must be added here too
     assert {v.name for v in ENV_VARS} - set(env) == {"MIND_ENDPOINT"}

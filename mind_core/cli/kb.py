@@ -7,6 +7,7 @@ import json
 import sys
 
 from mind_core.cli.common import UserError, add_kb_arg, open_kb, positive
+from mind_core.kb.build import DEFAULT_EMBED_TEXT, EMBED_TEXTS
 from mind_core.kb.embed import DEVICES, EMBED_BACKENDS
 from mind_core.kb.export import EXPORT_FORMATS
 from mind_core.kb.index import INDEX_KINDS
@@ -56,16 +57,39 @@ def register(sub) -> None:
     p = sub.add_parser(
         "build-kb",
         help="build a KB folder (Parquet + embeddings + FAISS index + manifest)",
-        description="Read intention/product rows (our JSONL layout, or Parquet parts written by "
-        "`distill`), validate them, embed the intentions and build a FAISS index. "
-        "Re-running on unchanged input is a no-op.",
+        description="Read intention/product rows (our JSONL layout, Parquet parts written by `distill`, "
+        "MIND's official CSV, FolkScope's packed batches), validate them, embed the intentions and build a FAISS "
+        "index. The new KB replaces the old one only when complete. Re-running on unchanged input is a no-op.",
     )
     p.add_argument(
         "--input",
         nargs="+",
         required=True,
         metavar="DIR_OR_FILE",
-        help="folders or .jsonl/.jsonl.gz/.parquet files (products*.jsonl = product rows)",
+        help="folders or files: our .jsonl/.jsonl.gz/.parquet (products*.jsonl = product rows), MIND's official "
+        ".csv/.csv.gz (MIND_Distillation output) or FolkScope's packed annotation batches; the layout is detected "
+        "from the header",
+    )
+    p.add_argument(
+        "--metadata",
+        default=None,
+        metavar="FILE.json[.gz]",
+        help="Amazon Review 2018 metadata joined by ASIN: fills image URLs, categories and missing titles / "
+        "descriptions (products not in it are counted, not dropped)",
+    )
+    p.add_argument(
+        "--max-field-chars",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="longest text field accepted (default: $MIND_MAX_FIELD_CHARS or 100000); longer = a bad row",
+    )
+    p.add_argument(
+        "--embed-text",
+        choices=EMBED_TEXTS,
+        default=DEFAULT_EMBED_TEXT,
+        help="embed the full intention text, or its informative part without MIND's opening boilerplate "
+        f"(default: {DEFAULT_EMBED_TEXT}; docs/measurements.md compares them)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="KB folder to write")
     p.add_argument(
@@ -158,6 +182,9 @@ def cmd_build_kb(args) -> int:
             embed_backend=args.embed_backend,
             device=args.device,
             threads=args.embed_threads,
+            metadata=args.metadata,
+            max_field_chars=args.max_field_chars,
+            embed_text=args.embed_text,
         )
     except ValidationError:
         raise  # file:line:field message, printed by main
@@ -174,6 +201,24 @@ def cmd_build_kb(args) -> int:
         f"{m['search_params'] or ''}".rstrip()
         + f" over {m['embed_dim']}-d {m['embed_model']} embeddings ({m['embed_backend']})"
     )
+    layouts = sorted(set((m.get("input_layouts") or {}).values()))
+    if layouts:
+        print(f"input layout{'s' if len(layouts) > 1 else ''} detected: {', '.join(layouts)}")
+    if c.get("repeated_pair_relations"):
+        print(f"{c['repeated_pair_relations']} rows repeat a (pair, relation) of an earlier row (kept)")
+    if c.get("empty_slots"):
+        print(f"{c['empty_slots']} empty instance slots in packed batches (skipped)")
+    if c.get("stub_products"):
+        print(
+            f"warning: {c['stub_products']} products are described in no input file (kept with empty titles; "
+            "add a products file or --metadata)",
+            file=sys.stderr,
+        )
+    if meta := m.get("metadata_join"):
+        print(
+            f"metadata {meta['file']}: {meta['products_found']} products found, {meta['products_not_in_metadata']} "
+            "not in it; filled " + ", ".join(f"{k} {v}" for k, v in meta["filled"].items())
+        )
     cache = m.get("embedding_cache") or {}
     if not args.vectors:
         print(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from mind_core.distill.prompts import INTENTION_LEAD, MAX_INTENTION_WORDS, intention_opening
-from mind_core.schema import relation_phrase
+from mind_core.schema import INTENTION_OPENING, relation_phrase, verdict_of
 
 #: special tokens and role markers that chat models sometimes leak into their text
 _ARTEFACT_TOKENS = re.compile(
@@ -28,14 +28,8 @@ _LEADING_ROLE = re.compile(r"^\s*(?:#+\s*)?(?:assistant|gpt|model|response|answe
 #: a following turn the model started writing by itself ("\nUSER: ...", "\nHuman: ...")
 _NEXT_TURN = re.compile(r"\n\s*(?:#+\s*)?(?:user|human|###\s*instruction)\s*:.*\Z", re.IGNORECASE | re.DOTALL)
 
-#: "The potential co-buy intention [for these two products | for people purchasing <title>] could be / is"
-_LEAD_VARIANT = re.compile(
-    r"^the\s+potential\s+co-?\s*buy(?:ing)?\s+intention\b.{0,300}?"
-    r"\b(?:could|would|might|may|can)\s+be\b|^the\s+potential\s+co-?\s*buy(?:ing)?\s+"
-    r"intention\b.{0,300}?\bis\b",
-    re.IGNORECASE,
-)
-_VERDICT = re.compile(r"^[\W_]*(yes|no)\b", re.IGNORECASE)
+#: MIND's opening variants ("... for these two products could be ..."): one definition, in schema
+_LEAD_VARIANT = INTENTION_OPENING
 
 
 def strip_artefacts(text: str | None) -> str:
@@ -114,10 +108,10 @@ def parse_filter(text: str | None) -> tuple[str | None, str]:
     The reason is the whole cleaned answer including its leading word, as in MIND's own data."""
     raw = text or ""
     clean = strip_artefacts(raw)
-    m = _VERDICT.match(clean)
-    if not m:
+    verdict = verdict_of(clean)
+    if verdict is None:
         return None, raw.strip()
-    return m.group(1).lower(), clean
+    return verdict, clean
 
 
 def flags_text(flags: list[str] | tuple[str, ...]) -> str:

@@ -61,12 +61,13 @@ def choose_spec(kind: str, n: int) -> IndexSpec:
     return IndexSpec("hnsw", f"HNSW{HNSW_M}", {"efSearch": DEFAULT_EF_SEARCH})
 
 
-def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0):
-    """Build (train + add) a FAISS inner-product index over ``vectors`` (float32, normalised); ids = row numbers."""
+def build_index(vectors, spec: IndexSpec, *, seed: int = 0, chunk: int = 65_536):
+    """Build (train + add) a FAISS inner-product index over ``vectors`` (normalised; any 2-D array, e.g. a float16
+    memory map of ``embeddings.npy``: it is read in chunks of ``chunk`` rows, so only the index itself has to fit
+    in memory); ids = row numbers."""
     import faiss
 
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = x.shape
+    n, dim = vectors.shape
     index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
     if spec.kind == "hnsw":
         index.hnsw.efConstruction = 40
@@ -74,10 +75,11 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, *, seed: int = 0):
         nlist = faiss.extract_index_ivf(index).nlist
         rng = np.random.default_rng(seed)
         n_train = min(n, 64 * nlist)
-        train = x[np.sort(rng.choice(n, size=n_train, replace=False))] if n_train < n else x
+        rows = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else slice(None)
         log.info("training %s on %d vectors", spec.factory, n_train)
-        index.train(train)
-    index.add(x)
+        index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+    for start in range(0, n, chunk):
+        index.add(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))
     apply_search_params(index, spec.search_params)
     return index
 

@@ -16,8 +16,10 @@ aggregations) is in :mod:`mind_core.query`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,17 @@ def read_intentions_table(kb_dir: Path, manifest: dict[str, Any], name: str = IN
     return table
 
 
+def _pin(kb_dir: Path, names) -> dict[str, int]:
+    """Open ``names`` of ``kb_dir`` read-only and keep the descriptors (where ``/proc/self/fd`` exists)."""
+    if not Path("/proc/self/fd").is_dir():
+        return {}
+    fds: dict[str, int] = {}
+    for name in names:
+        with contextlib.suppress(OSError):
+            fds[name] = os.open(kb_dir / name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    return fds
+
+
 class KnowledgeBase:
     """A loaded KB: pandas frames for the tables, lazily loaded embeddings/index/encoder."""
 
@@ -163,6 +176,20 @@ class KnowledgeBase:
         self._embeddings = None
         self._counts: dict[str, int] | None = None
         self._scores: pd.DataFrame | None = None
+        self._pinned = _pin(self.path, (INDEX_FILE, EMBEDDINGS_FILE, SCORES_FILE))
+
+    def __del__(self):
+        for fd in getattr(self, "_pinned", {}).values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def artifact(self, name: str) -> Path:
+        """The path to read a lazily loaded file of this KB from. The files are opened when the KB is, so a KB
+        rebuilt (swapped) while this object is alive keeps serving its own files (Linux: ``/proc/self/fd``)."""
+        fd = self._pinned.get(name)
+        if fd is not None:
+            return Path(f"/proc/self/fd/{fd}")
+        return self.path / name
 
     # -- lazily loaded heavy parts
     @property
@@ -170,7 +197,7 @@ class KnowledgeBase:
         if self._index is None:
             from mind_core.kb.index import apply_search_params, load_index
 
-            index = load_index(self.path / INDEX_FILE)
+            index = load_index(self.artifact(INDEX_FILE))
             if index.ntotal != len(self.intentions):
                 raise StaleIndexError(
                     f"index at {self.path} has {index.ntotal} vectors but the KB has {len(self.intentions)} "
@@ -189,7 +216,7 @@ class KnowledgeBase:
     def embeddings(self) -> np.ndarray:
         """float16 [n, dim], memory-mapped."""
         if self._embeddings is None:
-            emb = np.load(self.path / EMBEDDINGS_FILE, mmap_mode="r")
+            emb = np.load(self.artifact(EMBEDDINGS_FILE), mmap_mode="r")
             if emb.shape[0] != len(self.intentions):
                 raise StaleIndexError(
                     f"embeddings have {emb.shape[0]} rows, KB has {len(self.intentions)}; "
@@ -288,7 +315,7 @@ def load_scores(kb) -> pd.DataFrame:
     out["typicality"] = np.nan
     out["verdict_rescored"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     out["rescore_source"] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    path = Path(kb.path) / SCORES_FILE
+    path = kb.artifact(SCORES_FILE) if hasattr(kb, "artifact") else Path(kb.path) / SCORES_FILE
     listed = SCORES_FILE in kb.manifest.get("artifacts", {})
     out.attrs["missing_file"] = not (listed and path.exists())
     if not out.attrs["missing_file"]:

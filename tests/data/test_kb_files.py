@@ -123,8 +123,11 @@ def test_missing_input_and_empty_folder(tmp_path):
         load_inputs([tmp_path / "nope"])
     with pytest.raises(ValidationError, match="no .jsonl"):
         load_inputs([tmp_path])
-    (tmp_path / "x.csv").write_text("a,b\n")
+    (tmp_path / "x.tsv").write_text("a\tb\n")
     with pytest.raises(ValidationError, match="unsupported file type"):
+        load_inputs([tmp_path / "x.tsv"])
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(ValidationError, match=r"x.csv:1: unknown CSV layout: columns seen \['a', 'b'\]"):
         load_inputs([tmp_path / "x.csv"])
 
 
