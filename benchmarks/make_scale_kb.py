@@ -18,6 +18,13 @@ Then build it with the CLI (IVF is chosen automatically above 50k vectors)::
 
     python benchmarks/make_scale_kb.py --sample-kb indexes/sample --out scale --copies 371
     python -m mind_core build-kb --input scale/input --vectors scale/vectors.npy --out scale/kb
+
+``--layout mind-csv --rows 1264441`` writes MIND's official CSV layout instead (one ``mind.csv.gz``, the columns
+``role_aware_filter.py`` writes, titles and descriptions inline, ``Agreement`` = the filter's answer), as many rows
+as MIND's KB; ids are then made by the loader from the content::
+
+    python benchmarks/make_scale_kb.py --layout mind-csv --rows 1264441 --out scale-csv
+    python -m mind_core build-kb --input scale-csv/input/mind.csv.gz --vectors scale-csv/vectors.npy --out scale-csv/kb
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-kb", default=str(REPO / "indexes" / "sample"), help="a built sample KB folder")
     ap.add_argument("--out", default=str(REPO / "scale"))
     ap.add_argument("--copies", type=int, default=371, help="371 × 3,397 = 1,260,287 intentions")
+    ap.add_argument("--rows", type=int, default=None, help="exact number of intentions (overrides --copies)")
+    ap.add_argument("--layout", choices=("parquet", "mind-csv"), default="parquet")
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -61,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     emb = np.load(src / "embeddings.npy").astype(np.float32)
     n = intentions.num_rows
     assert emb.shape[0] == n, "embeddings.npy does not match intentions.parquet"
+    if args.rows:
+        args.copies = -(-args.rows // n)
+    total = args.rows or n * args.copies
+    if args.layout == "mind-csv":
+        return write_mind_csv(args, intentions, products, emb, out, inp, rng, total, t0)
 
     # products: VARIANTS copies each
     pcols = products.to_pydict()
@@ -118,6 +132,48 @@ def main(argv: list[str] | None = None) -> int:
         f"vectors {vecs.shape} -> {out} in {time.perf_counter() - t0:.1f} s"
     )
     print(f"next: python -m mind_core build-kb --input {inp} --vectors {out / 'vectors.npy'} --out {out / 'kb'}")
+    return 0
+
+
+def write_mind_csv(args, intentions, products, emb, out: Path, inp: Path, rng, total: int, t0: float) -> int:
+    from mind_core.data.mind_csv import write_official_csv
+
+    n = intentions.num_rows
+    base = intentions.to_pylist()
+    prods = {p["asin"]: p for p in products.to_pylist()}
+    vecs = np.lib.format.open_memmap(out / "vectors.npy", mode="w+", dtype=np.float16, shape=(total, emb.shape[1]))
+
+    def rows():
+        done = 0
+        for c in range(args.copies):
+            va, vb = c % VARIANTS, (c // VARIANTS) % VARIANTS
+            take = min(n, total - done)
+            for r in base[:take]:
+                yield {**r, "asin_a": f"{r['asin_a']}~v{va}", "asin_b": f"{r['asin_b']}~v{vb}"}
+            noisy = emb[:take] + rng.normal(0, args.noise, (take, emb.shape[1])).astype(np.float32)
+            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+            vecs[done : done + take] = noisy.astype(np.float16)
+            done += take
+
+    class Variants(dict):
+        def get(self, asin, default=None):
+            stem, _, k = asin.rpartition("~v")
+            p = prods.get(stem)
+            if p is None:
+                return default
+            return p if k == "0" else {**p, "title": f"{p['title']} · variant {k}"}
+
+    for old in inp.glob("*.csv*"):
+        old.unlink()
+    written = write_official_csv(rows(), Variants(), inp / "mind.csv.gz")
+    vecs.flush()
+    size = (inp / "mind.csv.gz").stat().st_size
+    print(
+        f"wrote {written:,} intentions in MIND's official layout ({size / 1e6:.0f} MB gzipped), vectors {vecs.shape} "
+        f"-> {out} in {time.perf_counter() - t0:.1f} s"
+    )
+    vec_path, kb_path = out / "vectors.npy", out / "kb"
+    print(f"next: python -m mind_core build-kb --input {inp / 'mind.csv.gz'} --vectors {vec_path} --out {kb_path}")
     return 0
 
 

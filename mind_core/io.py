@@ -143,6 +143,53 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+class NpyChunks:
+    """Read a 2-D ``.npy`` file by row ranges with plain file reads, not a memory map: pages of a mapped file count
+    towards the process's resident memory, so streaming a 1.26M x 384 file through a map would add ~1 GB to the
+    peak. Supports ``len``, ``shape``, ``dtype``, ``x[a:b]`` (contiguous rows) and ``x[sorted_rows]``."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        import numpy as np
+
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if np.dtype(dtype).hasobject:
+            raise ValueError(f"{self.path}: holds Python objects (pickled data), which are never loaded")
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{self.path}: expected a C-order 2-D array, got shape {shape}")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        import numpy as np
+
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if step != 1:
+                raise ValueError("NpyChunks reads contiguous row ranges only")
+            count = max(0, stop - start)
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset + start * self._row_bytes)
+                data = np.fromfile(fh, dtype=self.dtype, count=count * self.shape[1])
+            return data.reshape(count, self.shape[1])
+        rows = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        with open(self.path, "rb") as fh:
+            for i, r in enumerate(rows):
+                fh.seek(self.offset + int(r) * self._row_bytes)
+                out[i] = np.frombuffer(fh.read(self._row_bytes), dtype=self.dtype)
+        return out
+
+
 class NpyWriter:
     """Write a 2-D ``.npy`` array of known shape chunk by chunk (a 1.26M x 384 embedding file never has to be
     in memory at once); :meth:`close` checks every row was written. Readers use ``np.load``."""

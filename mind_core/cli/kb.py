@@ -12,7 +12,7 @@ from mind_core.kb.embed import DEVICES, EMBED_BACKENDS
 from mind_core.kb.export import EXPORT_FORMATS
 from mind_core.kb.index import INDEX_KINDS
 from mind_core.query import MODES
-from mind_core.schema import ALL_RELATION_PHRASES, verdict_label
+from mind_core.schema import ALL_RELATION_PHRASES, intention_body, verdict_label
 
 SEARCH_JSON_FIELDS = (
     "intention_id",
@@ -138,7 +138,14 @@ def register(sub) -> None:
         help="search a KB's intentions (semantic, keyword or hybrid; the same ranking as the Search page)",
     )
     add_kb_arg(p)
-    p.add_argument("--query", required=True, metavar="TEXT")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--query", metavar="TEXT", help="one query")
+    q.add_argument(
+        "--queries",
+        metavar="FILE",
+        help="a text file, one query per line (blank lines skipped; - = stdin): JSON lines out, each hit with its "
+        "query and query_index, so a script pays the start-up once",
+    )
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -232,20 +239,51 @@ def cmd_build_kb(args) -> int:
     return 0
 
 
+def _json_hits(hits) -> list[dict]:
+    fields = [f for f in SEARCH_JSON_FIELDS if f in hits] + [f for f in ("cosine", "bm25") if f in hits]
+    return hits[fields].astype(object).where(hits[fields].notna(), None).to_dict("records")
+
+
+def _read_queries(name: str) -> list[str]:
+    if name == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = open(name, encoding="utf-8").read()  # noqa: SIM115 - read at once
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"--queries {name}: cannot read ({err})") from None
+    queries = [line.strip() for line in text.splitlines() if line.strip()]
+    if not queries:
+        raise UserError(f"--queries {name}: no queries (one per line)")
+    return queries
+
+
 def cmd_search(args) -> int:
     from mind_core.query import search
     from mind_core.query.products import with_titles
 
-    kb = open_kb(args)
+    if args.queries is not None:
+        queries = _read_queries(args.queries)
+        kb = open_kb(args)
+        facets = _facets(args)
+        for i, query in enumerate(queries):
+            try:
+                hits = search(kb, query, mode=args.mode, k=args.k, facets=facets).hits
+            except ValueError as err:  # e.g. a keyword query of stop characters only: say it, go on
+                print(json.dumps({"query": query, "query_index": i, "error": str(err)}, ensure_ascii=False))
+                continue
+            for rank, rec in enumerate(_json_hits(hits), start=1):
+                print(json.dumps({"query": query, "query_index": i, "rank": rank, **rec}, ensure_ascii=False))
+        return 0
     if not args.query.strip():
         raise UserError("--query is empty")
+    kb = open_kb(args)
     try:
         hits = search(kb, args.query, mode=args.mode, k=args.k, facets=_facets(args)).hits
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.json:
-        fields = [f for f in SEARCH_JSON_FIELDS if f in hits] + [f for f in ("cosine", "bm25") if f in hits]
-        for rec in hits[fields].astype(object).where(hits[fields].notna(), None).to_dict("records"):
+        for rec in _json_hits(hits):
             print(json.dumps(rec, ensure_ascii=False))
         return 0
     if hits.empty:
@@ -256,7 +294,7 @@ def cmd_search(args) -> int:
         print(f"{i:>2}. {h.score:.3f}  [{h.relation}, {verdict_label(h.verdict)}]  {h.intention_id}")
         print(f"    A {h.asin_a}: {(h.title_a or '')[:90]}")
         print(f"    B {h.asin_b}: {(h.title_b or '')[:90]}")
-        print(f"    {h.intention[:300]}")
+        print(f"    {intention_body(h.intention)[:300]}")
     return 0
 
 

@@ -362,7 +362,8 @@ class InputReader:
     # -- rows
     def _take_intention(self, row: Any, where: dict, record: CsvRecord | None = None) -> dict | None:
         try:
-            _too_long(row, self.max_field_chars, where)
+            if record is None:  # CSV cells were checked as they were read
+                _too_long(row, self.max_field_chars, where)
             rec, prods = validate_intention(row, where)
         except ValidationError as err:
             self._bad(record.column_error(err) if record is not None else err)

@@ -273,6 +273,7 @@ def iter_csv_records(
                         f"{len(cells)} cells, the header has {ncols} (an unquoted comma or a missing quote?)", **where
                     )
                 values = dict(zip(header, cells))
+                dirty = bad_utf8("".join(cells)) is not None  # one scan per record; the cell is named below
                 for col, value in values.items():
                     if len(value) > max_field_chars:
                         raise ValidationError(
@@ -281,7 +282,7 @@ def iter_csv_records(
                             kind="column",
                             **where,
                         )
-                    if problem := bad_utf8(value):
+                    if dirty and (problem := bad_utf8(value)):
                         raise ValidationError(problem, field=col, kind="column", **where)
             except ValidationError as err:
                 _bad(err, on_bad)

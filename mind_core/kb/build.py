@@ -320,7 +320,7 @@ def _build_into(
 
     # 3. index, from the embeddings file in chunks
     t = time.perf_counter()
-    vecs = np.load(stage / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
+    vecs = io.NpyChunks(stage / EMBEDDINGS_FILE)  # read in chunks, not mapped: keeps the peak memory down
     index = build_index(vecs, spec)
     save_index(index, stage / INDEX_FILE)
     del index
@@ -441,10 +441,10 @@ def _vector_chunks(path: Path, n_rows: int, dim: int, skipped: int, rows: int = 
             "longer line up; fix the input instead of using --skip-bad"
         )
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = io.NpyChunks(path)
     except (OSError, ValueError) as err:
         raise KBError(f"{path}: not a readable .npy array ({err})") from None
-    if arr.ndim != 2 or arr.shape != (n_rows, dim):
+    if arr.shape != (n_rows, dim):
         raise KBError(f"{path}: shape {arr.shape}, expected ({n_rows}, {dim}) = (intention rows, embedding dim)")
     if arr.dtype.kind != "f":
         raise KBError(f"{path}: dtype {arr.dtype}, expected float16 or float32")

@@ -61,3 +61,30 @@ def test_the_two_semantic_paths_agree_on_a_flat_index(sample_kb_dir, monkeypatch
     faiss_path = query.search(kb, QUERY, mode="semantic", k=20, facets=facets).hits
     assert list(exact["intention_id"]) == list(faiss_path["intention_id"])
     assert list(exact["score"]) == pytest.approx(list(faiss_path["score"]), abs=1e-3)  # float16 copy vs index
+
+
+@pytest.mark.parametrize("mode", query.MODES)
+def test_queries_file_gives_each_querys_hits_tagged(sample_kb_dir, capsys, tmp_path, mode):
+    queries = ["warm hat", "watch", "hiking"]
+    (tmp_path / "q.txt").write_text("\n".join([queries[0], "", *queries[1:]]) + "\n", encoding="utf-8")
+    flags = ["--relation", "isA", "--relation", "usedFor"]
+    capsys.readouterr()
+    args = ["search", "--kb", str(sample_kb_dir), "--queries", str(tmp_path / "q.txt"), "--mode", mode, "-k", "5"]
+    assert main([*args, *flags]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kb = KnowledgeBase(sample_kb_dir)
+    for i, q in enumerate(queries):
+        mine = [r for r in lines if r["query_index"] == i]
+        assert mine and all(r["query"] == q for r in mine)
+        assert [r["rank"] for r in mine] == list(range(1, len(mine) + 1))
+        want = query.search(kb, q, mode=mode, k=5, facets=Facets.of(relation=["isA", "usedFor"])).hits
+        assert [r["intention_id"] for r in mine] == list(want["intention_id"])
+    assert {r["relation"] for r in lines} <= {"isA", "usedFor"}
+
+
+def test_queries_file_errors(sample_kb_dir, capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    assert main(["search", "--kb", str(sample_kb_dir), "--queries", str(tmp_path / "empty.txt")]) == 2
+    assert "no queries" in capsys.readouterr().err
+    assert main(["search", "--kb", str(sample_kb_dir), "--queries", str(tmp_path / "missing.txt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
