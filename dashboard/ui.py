@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.presenters.text import md, md_code
 from mind_core import config
 from mind_core.config import INDEXES_DIR, Settings
 from mind_core.kb.store import KBError, KnowledgeBase
@@ -104,7 +105,7 @@ def current_kb() -> KnowledgeBase | None:
     try:
         return load_kb(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
     except KBError as err:
-        st.error(f"No usable knowledge base: {err}")
+        st.error(md("No usable knowledge base: {}", err))
         st.info(
             "The sample KB is built by `make run`, or by hand with "
             "`python -m mind_core build-kb --input data/mind_sample --out indexes/sample`. "
@@ -139,8 +140,14 @@ def render_sidebar() -> KnowledgeBase | None:
         if kb is not None:
             c = kb.counts()
             st.caption(
-                f"**{Path(kb.path).name}** · {c['intentions']:,} intentions · {c['pairs']:,} pairs · "
-                f"{c['products']:,} products · index `{kb.manifest['index_factory']}`"
+                md(
+                    "**{}** · {:,} intentions · {:,} pairs · {:,} products · index {}",
+                    Path(kb.path).name,
+                    c["intentions"],
+                    c["pairs"],
+                    c["products"],
+                    md_code(kb.manifest.get("index_factory")),
+                )
             )
         st.caption(f"Default LVLM backend: `{settings().backend}` (MIND_BACKEND)")
     return kb

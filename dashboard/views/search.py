@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.presenters.tables import page_slice, results_table
+from dashboard.presenters.text import md, md_escape
 from mind_core import query
 from mind_core.kb.export import EXPORT_FORMATS, export_frame
 from mind_core.query.facets import Facets
@@ -79,18 +80,19 @@ if not text.strip():
     )
     st.stop()
 if mode != "keyword" and (missing := index_available(kb)):
-    st.error(missing)
+    st.error(md_escape(missing))
     st.stop()
 try:
     table, total, seconds = run_search(kb, kb_key, text, mode, k, facets)
 except ValueError as err:
-    st.warning(str(err))
+    st.warning(md_escape(err))
     st.stop()
 
 if table.empty:
     hint = " or remove some facets" if facets.active else ""
     st.warning(
-        f"No intentions match {text.strip()!r} ({mode}). Try other words{hint}"
+        md("No intentions match '{}' ({}). Try other words", text.strip(), mode)
+        + hint
         + (", or semantic mode." if mode == "keyword" else ".")
     )
     st.stop()

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import live_view, ui
 from dashboard.presenters.products import product_choices
-from dashboard.presenters.text import md_escape, verdict_badge
+from dashboard.presenters.text import md, md_code, md_escape, verdict_badge
 from mind_core.distill import inputs, live
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
 from mind_core.kb.user import save_run, user_kb_path
@@ -290,7 +290,7 @@ if not rows:
     st.stop()
 
 st.subheader("Results")
-st.caption(f"{len(rows)} intention(s) · source `{view.source}`")
+st.caption(md("{} intention(s) · source {}", len(rows), md_code(view.source)))
 st.dataframe(
     live_view.results_table(rows),
     hide_index=True,
@@ -328,8 +328,10 @@ for row in rows:
         if hits is not None and len(hits):
             with st.expander(f"Similar intentions already in the KB ({len(hits)})"):
                 for h in hits.itertuples():
-                    st.markdown(f"`{h.score:.2f}` **{h.relation}** {verdict_badge(h.verdict)} {md_escape(h.intention)}")
-                    st.caption(f"{md_escape(h.title_a)} + {md_escape(h.title_b)}")
+                    st.markdown(
+                        md("`{:.2f}` **{}** {} {}", h.score, h.relation, md(verdict_badge(h.verdict)), h.intention)
+                    )
+                    st.caption(md("{} + {}", h.title_a, h.title_b))
 
 products = [view.result.a, view.result.b] if view.result is not None else [run.a, run.b]
 st.subheader("Keep them")
