@@ -3,6 +3,12 @@
 Only loading/caching and rendering helpers live here; all computation is in ``mind_core``. Settings follow one
 order everywhere: defaults < environment variables (:mod:`mind_core.config`) < ``streamlit run app.py -- --kb DIR``
 < the sidebar and the pages' widgets.
+
+Deployment (README "Deployment and security"): the settings get the address Streamlit is bound to
+(``server.address``), so :attr:`Settings.is_shared` is true when other machines can reach the dashboard (or
+``MIND_SHARED=1``). Shared pages offer only what the operator configured — server URLs, models, KB folders — as
+select boxes, never free text, and backends are built with ``detailed_errors=False`` so no message quotes what a
+model server answered.
 """
 
 from __future__ import annotations
@@ -68,9 +74,15 @@ def _cli_kb_arg() -> str | None:
     return None
 
 
+def server_address() -> str:
+    """The address the Streamlit server is bound to ("" = every interface, Streamlit's default)."""
+    return str(st.get_option("server.address") or "")
+
+
 def settings() -> Settings:
-    """defaults < environment < ``-- --kb DIR`` on the streamlit command line (the widgets come on top)."""
-    return config.settings().replace(kb_dir=_cli_kb_arg())
+    """defaults < environment < ``-- --kb DIR`` on the streamlit command line (the widgets come on top), with the
+    server's address (local or shared mode)."""
+    return config.settings().replace(kb_dir=_cli_kb_arg(), server_address=server_address())
 
 
 def initial_kb_path() -> Path:
@@ -132,7 +144,9 @@ def render_sidebar() -> KnowledgeBase | None:
             key="kb_select",
             help="Set MIND_KB or run `streamlit run app.py -- --kb DIR` to choose the default.",
         )
-        typed = st.text_input("…or another KB folder", value="", key="kb_typed", placeholder="/path/to/kb")
+        typed = ""
+        if not settings().is_shared:  # shared: the operator's KB folders only
+            typed = st.text_input("…or another KB folder", value="", key="kb_typed", placeholder="/path/to/kb")
         wanted = typed.strip() or choice
         if wanted != current:
             st.session_state[KB_STATE_KEY] = wanted
@@ -153,15 +167,46 @@ def render_sidebar() -> KnowledgeBase | None:
     return kb
 
 
+#: caps on number fields of a shared dashboard (a visitor must not start thousands of threads)
+SHARED_NUMBER_MAX = {"concurrency": 16, "batch_size": 16, "timeout_s": 600}
+FIRST_MODEL = "the server's first model"
+
+
+def _shared_kinds(base: Settings, kinds: Sequence[str]) -> list[str]:
+    """The backends a shared dashboard can offer: the offline fallback, transformers when the operator configured
+    a model, openai when they configured a server."""
+    usable = {"offline": True, "transformers": bool(base.offered_models), "openai": bool(base.offered_endpoints)}
+    return [k for k in kinds if usable.get(k, False)]
+
+
+def _shared_choices(kind: str, option: str, base: Settings) -> list[str] | None:
+    """The select box a shared dashboard shows for a text option, or None: the option is not offered (it keeps
+    the operator's setting)."""
+    if option == "endpoint":
+        return list(base.offered_endpoints)
+    if kind == "transformers" and option == "model":
+        return list(base.offered_models)
+    if kind == "openai" and option == "model":
+        return list(dict.fromkeys(["", base.openai_model]))
+    return None
+
+
 def backend_picker(prefix: str, base: Settings, *, kinds: Sequence[str] | None = None) -> BackendConfig:
     """Widgets for choosing an LVLM backend and its options, made from what each backend declares in the registry
     (:mod:`mind_core.lvlm.registry`) and seeded from the settings (environment variables). A field left empty
-    keeps the setting: an empty API key field uses ``$OPENAI_API_KEY`` of the server process, if set.
+    keeps the setting: an empty API key field uses ``$OPENAI_API_KEY`` of the server process, if set (in shared
+    mode only for a server the operator configured: :meth:`Settings.api_key_for`).
+
+    Local mode: free text for URLs, models and files. Shared mode: only the backends the operator configured, their
+    URLs and models as select boxes, no other text option, capped numbers, ``detailed_errors=False``.
 
     Widget keys: ``<prefix>_backend`` and ``<prefix>_<option>`` (``<prefix>_<backend>_<option>`` for an option
     several backends declare, such as ``model``)."""
     infos = backends()
     kinds = [k for k in (kinds or infos) if k in infos]
+    shared_mode = base.is_shared
+    if shared_mode:
+        kinds = _shared_kinds(base, kinds) or ["offline"]
     default = base.backend if base.backend in kinds else kinds[0]
     kind = st.radio(
         "Backend",
@@ -187,18 +232,38 @@ def backend_picker(prefix: str, base: Settings, *, kinds: Sequence[str] | None =
                 key=key,
                 persist_state="session",
                 help="Kept only in this browser session's memory: never saved or logged. "
-                "Empty: $OPENAI_API_KEY of the server process, if set.",
+                + (
+                    "Empty: the key the operator set for this server, if any."
+                    if shared_mode
+                    else "Empty: $OPENAI_API_KEY of the server process, if set."
+                ),
             )
         elif opt.type in (int, float):
+            top = SHARED_NUMBER_MAX.get(opt.name) if shared_mode else None
+            if top is not None and seeded is not None:
+                seeded = min(seeded, top)
             values[opt.name] = st.number_input(
                 label,
                 min_value=opt.type(1),
+                max_value=None if top is None else opt.type(top),
                 value=None if seeded is None else opt.type(seeded),
                 step=opt.type(1),
                 key=key,
                 persist_state="session",
                 placeholder="default",
                 help=opt.help,
+            )
+        elif shared_mode:
+            choices = _shared_choices(kind, opt.name, base)
+            if choices is None:
+                continue  # a path or free text: not offered on a shared dashboard
+            values[opt.name] = st.selectbox(
+                label,
+                choices,
+                key=key,
+                persist_state="session",
+                format_func=lambda v: v or FIRST_MODEL,
+                help=opt.help + " (the choices the operator configured)",
             )
         else:
             values[opt.name] = st.text_input(
@@ -209,4 +274,16 @@ def backend_picker(prefix: str, base: Settings, *, kinds: Sequence[str] | None =
                 placeholder=opt.placeholder or "",
                 help=opt.help,
             )
-    return BackendConfig.from_settings(base, kind, **values)
+    if info.option("api_key") is not None:
+        typed = values.pop("api_key", "") or ""
+        endpoint = values.get("endpoint") or base.openai_endpoint
+        if typed:
+            values.update(api_key=typed)
+        else:  # the key of the process environment, where the mode allows it (never to a visitor-chosen URL)
+            values.update(api_key=base.api_key_for(endpoint) or None)
+    if shared_mode and info.option("detailed_errors") is not None:
+        values["detailed_errors"] = False
+    config_ = BackendConfig.from_settings(base.replace(openai_api_key=""), kind, **values)
+    if shared_mode and config_.get("endpoint") is not None and not base.endpoint_offered(config_.get("endpoint")):
+        config_ = config_.with_options(endpoint=None)  # defensive: nothing but a configured server
+    return config_

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,10 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "OPENAI_API_KEY": "sk-secret",
         "HF_ENDPOINT": "http://127.0.0.1:1",
         "HF_HUB_OFFLINE": "1",
+        "MIND_SHARED": "1",
+        "MIND_ENDPOINTS": "http://a:1/v1, http://b:2/v1,,",
+        "MIND_MODELS": "/models/x,org/y",
+        "MIND_KB_ROOTS": f"{tmp_path / 'r1'}{os.pathsep}{tmp_path / 'r2'}",
     }
     s = Settings.from_env(env)
     assert s.kb_dir == tmp_path / "kb" and isinstance(s.kb_dir, Path)
@@ -43,6 +48,10 @@ def test_environment_fills_every_documented_setting(tmp_path):
         64,
     )
     assert s.openai_api_key == "sk-secret" and s.hf_hub_offline is True and s.problems == ()
+    assert s.shared is True and s.endpoints == ("http://a:1/v1", "http://b:2/v1") and s.models == ("/models/x", "org/y")
+    assert s.kb_roots == (tmp_path / "r1", tmp_path / "r2")
+    assert s.offered_endpoints == ("http://127.0.0.1:9/v1", "http://a:1/v1", "http://b:2/v1")
+    assert s.offered_models == ("/models/llava", "/models/x", "org/y")
     # every variable in the table was used by this test: a new one must be added here too
     assert {v.name for v in ENV_VARS} - set(env) == {"MIND_ENDPOINT"}
 
@@ -91,3 +100,22 @@ def test_settings_reads_the_environment_afresh(monkeypatch, tmp_path):
     assert config.settings().cache_dir == tmp_path / "one"
     monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "two"))
     assert config.cache_dir("x") == tmp_path / "two" / "x" and (tmp_path / "two" / "x").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("address", "shared_env", "mode"),
+    [
+        ("127.0.0.1", None, "local"),
+        ("localhost", None, "local"),
+        ("::1", None, "local"),
+        ("0.0.0.0", None, "shared"),
+        ("", None, "shared"),  # Streamlit's default: every interface
+        ("192.168.1.20", None, "shared"),
+        ("127.0.0.1", "1", "shared"),
+        ("0.0.0.0", "0", "local"),  # the operator says so (e.g. a container reached through a local port only)
+    ],
+)
+def test_deployment_mode(address, shared_env, mode):
+    env = {} if shared_env is None else {"MIND_SHARED": shared_env}
+    assert Settings.from_env(env).replace(server_address=address).mode == mode
+    assert Settings.from_env({}).mode == "local"  # the CLI: this machine

@@ -86,7 +86,9 @@ with st.form("iqa_form"):
         help="data/intentionqa/ holds 60-question subsets and the full benchmark files (full/*.jsonl.gz); set "
         "MIND_INTENTIONQA_DIR to a folder of other IntentionQA files to offer them here.",
     )
-    typed = c2.text_input("…or another file (same JSONL format)", key="iqa_file_typed")
+    typed = ""
+    if not ui.settings().is_shared:  # shared: only the files the operator put in data/ or MIND_INTENTIONQA_DIR
+        typed = c2.text_input("…or another file (same JSONL format)", key="iqa_file_typed")
     methods = st.multiselect("Methods", list(iqa.METHODS), default=["overlap", "embed", "embed+kb"], key="iqa_methods")
     c1, c2, c3, c4 = st.columns(4)
     k = c1.slider("k (KB intentions per question)", 1, 20, iqa.DEFAULT_K, key="iqa_k")

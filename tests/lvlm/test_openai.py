@@ -295,3 +295,44 @@ def test_endpoint_forms_and_factory_errors():
         make_backend("transformers")
     with pytest.raises(BackendError, match="prefill_mode"):
         make_backend("openai", endpoint="http://127.0.0.1:9/v1", model="m", prefill_mode="sometimes")
+
+
+# --- issue 16: a shared dashboard echoes no server answer; the key hint names the key's real source ------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "server_text"),
+    [
+        ("404", "does not exist or route"),
+        ("400", "maximum context length"),
+        ("fail_500", "internal server error (fake)"),
+        ("malformed_json", "trunc"),
+    ],
+)
+def test_without_detailed_errors_no_server_text_or_address_is_echoed(fake_openai, mode, server_text):
+    fake_openai.set(mode=mode, fail_times=99)
+    port = str(fake_openai.port)
+    with _backend(fake_openai, max_retries=0) as detailed:  # the CLI and a local dashboard: the details help
+        try:
+            (resp,) = detailed.generate([_filter_req()], GenParams())
+            shown = resp.error
+        except BackendError as err:
+            shown = str(err)
+    assert server_text in shown and port in shown
+    with _backend(fake_openai, max_retries=0, detailed_errors=False) as quiet:  # a shared dashboard
+        try:
+            (resp,) = quiet.generate([_filter_req()], GenParams())
+            shown = resp.error
+        except BackendError as err:
+            shown = str(err)
+    assert shown and server_text not in shown and port not in shown and "127.0.0.1" not in shown
+    assert "the model server" in shown
+
+
+def test_an_unreachable_server_without_details_is_not_named():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BackendError) as err:
+        make_backend("openai", endpoint=f"http://127.0.0.1:{port}/v1", detailed_errors=False)
+    assert str(port) not in str(err.value) and "the model server" in str(err.value)
