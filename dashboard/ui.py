@@ -169,6 +169,8 @@ def render_sidebar() -> KnowledgeBase | None:
 
 #: caps on number fields of a shared dashboard (a visitor must not start thousands of threads)
 SHARED_NUMBER_MAX = {"concurrency": 16, "batch_size": 16, "timeout_s": 600}
+#: API key source named in the hint of a 401 for a typed key
+TYPED_KEY_SOURCE = "the API key field"
 FIRST_MODEL = "the server's first model"
 
 
@@ -278,9 +280,9 @@ def backend_picker(prefix: str, base: Settings, *, kinds: Sequence[str] | None =
         typed = values.pop("api_key", "") or ""
         endpoint = values.get("endpoint") or base.openai_endpoint
         if typed:
-            values.update(api_key=typed)
+            values.update(api_key=typed, api_key_source=TYPED_KEY_SOURCE)
         else:  # the key of the process environment, where the mode allows it (never to a visitor-chosen URL)
-            values.update(api_key=base.api_key_for(endpoint) or None)
+            values.update(api_key=base.api_key_for(endpoint) or None, api_key_source="OPENAI_API_KEY")
     if shared_mode and info.option("detailed_errors") is not None:
         values["detailed_errors"] = False
     config_ = BackendConfig.from_settings(base.replace(openai_api_key=""), kind, **values)

@@ -84,7 +84,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "OPENAI_API_KEY",
         "openai_api_key",
-        "API key for the openai backend when none is typed / no `--api-key-env` is given; never written anywhere",
+        "API key for the openai backend when none is typed / no `--api-key-env` is given (a shared dashboard "
+        "sends it only to the configured servers); never written anywhere",
     ),
     EnvVar(
         "MIND_SHARED",

@@ -15,7 +15,9 @@ llama.cpp server, OpenAI itself...).
 * A server that cannot be reached at all raises :class:`BackendError` naming the URL: at once when the first
   contact (``GET /models`` preflight) is refused, and during a batch when a request still cannot connect after
   its retries — so a batch stops cleanly and can resume later instead of filling the KB with errors.
-* The API key is sent as ``Authorization: Bearer``; it is never logged and ``repr()`` masks it.
+* The API key is sent as ``Authorization: Bearer``; it is never logged and ``repr()`` masks it. A rejected or
+  missing key is explained naming where the key came from (``api_key_source``: the variable of
+  ``--api-key-env``, ``OPENAI_API_KEY``, or a phrase such as "the API key field" on a page).
 * ``detailed_errors`` (default True): messages name the server's URL and quote what it answered (up to 500
   characters), which helps whoever runs it. False (a shared dashboard, where visitors read the messages): they say
   "the model server" and the HTTP status only; the detailed message goes to the log for the operator.
@@ -306,9 +308,16 @@ class OpenAIBackend:
 
     # ----------------------------------------------------------------------------------------------------------
     def _auth_hint(self) -> str:
+        """What to do about a 401/403, naming where the key came from: ``$VAR`` for an environment variable
+        (``--api-key-env VAR``, ``OPENAI_API_KEY``), else the phrase given (e.g. "the API key field")."""
+        source = self.api_key_source
+        is_var = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source) is not None
+        where = f"${source}" if is_var else source
         if self._api_key:
-            return f"the server rejected the API key; check the key in ${self.api_key_source}"
-        return f"the server wants an API key; set it in ${self.api_key_source} (or pass --api-key-env VAR)"
+            return f"the server rejected the API key; check the key in {where}"
+        if is_var:
+            return f"the server wants an API key; set it in {where} (or pass --api-key-env VAR)"
+        return f"the server wants an API key; enter it in {where}"
 
     def _say(self, message: str, detail: str = "") -> str:
         """An error message: ``message`` with ``{url}`` / ``{base}`` filled in, then ``detail`` (what the server

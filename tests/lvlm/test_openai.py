@@ -336,3 +336,33 @@ def test_an_unreachable_server_without_details_is_not_named():
     with pytest.raises(BackendError) as err:
         make_backend("openai", endpoint=f"http://127.0.0.1:{port}/v1", detailed_errors=False)
     assert str(port) not in str(err.value) and "the model server" in str(err.value)
+
+
+def test_the_auth_hint_names_where_the_key_came_from(fake_openai):
+    fake_openai.set(api_key="right")
+    hints = {}
+    for source in ("MYKEY", "the API key field"):
+        with _backend(fake_openai, api_key="wrong", api_key_source=source) as be, pytest.raises(BackendError) as err:
+            be.generate([_filter_req()], GenParams())
+        hints[source] = str(err.value)
+    assert "$MYKEY" in hints["MYKEY"] and "OPENAI_API_KEY" not in hints["MYKEY"]
+    assert "the API key field" in hints["the API key field"] and "$" not in hints["the API key field"]
+    with _backend(fake_openai, api_key_source="the API key field") as be, pytest.raises(BackendError) as err:
+        be.generate([_filter_req()], GenParams())  # no key at all, on a page: no CLI advice
+    assert "the API key field" in str(err.value) and "--api-key-env" not in str(err.value)
+
+
+def test_cli_401_names_the_variable_of_api_key_env(fake_openai, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from mind_core.cli.main import main as cli_main
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "amazon_meta_sample.json.gz"
+    fake_openai.set(api_key="the-right-key")
+    monkeypatch.setenv("MYKEY", "a-wrong-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "another-wrong-key")
+    args = ["distill", "--metadata", str(fixture), "--out", str(tmp_path / "o"), "--backend", "openai"]
+    args += ["--endpoint", fake_openai.url, "--model", "m", "--max-pairs", "1", "--relations", "usedFor"]
+    assert cli_main([*args, "--api-key-env", "MYKEY"]) == 2
+    err = capsys.readouterr().err
+    assert "401" in err and "$MYKEY" in err and "OPENAI_API_KEY" not in err and "a-wrong-key" not in err
