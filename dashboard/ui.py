@@ -21,11 +21,18 @@ import streamlit as st
 
 from dashboard.presenters.text import md, md_code
 from mind_core import config
-from mind_core.config import INDEXES_DIR, Settings
+from mind_core.config import Settings
 from mind_core.kb.store import KBError, KnowledgeBase
 from mind_core.lvlm.registry import BackendConfig, backends
 
 KB_STATE_KEY = "kb_path"
+#: KB folders kept loaded at once by this server process (each holds its tables in memory); older ones are dropped
+KB_CACHE_ENTRIES = 4
+#: the one answer to a KB folder the dashboard does not open, whether it exists or not
+KB_NOT_OFFERED = (
+    "Not a KB folder this dashboard opens. Pick one in the list above: KB folders live under indexes/, the "
+    "user-data folder (MIND_USER_DATA) or a folder named in MIND_KB_ROOTS."
+)
 
 #: The dashboard's pages, in menu order: (script, title, icon, url path, one-line purpose).
 PAGES: list[tuple[str, str, str, str, str]] = [
@@ -89,19 +96,31 @@ def initial_kb_path() -> Path:
     return settings().kb_dir
 
 
-@st.cache_resource(show_spinner="Loading knowledge base…")
+@st.cache_resource(show_spinner="Loading knowledge base…", max_entries=KB_CACHE_ENTRIES)
 def load_kb(path: str, manifest_mtime: float) -> KnowledgeBase:
-    """Cached per folder and manifest version (a rebuilt KB is reloaded)."""
+    """Cached per folder and manifest version (a rebuilt KB is reloaded); at most :data:`KB_CACHE_ENTRIES`."""
     return KnowledgeBase(path)
 
 
 def kb_candidates() -> list[str]:
-    """Built KB folders the sidebar offers: under indexes/ and the user-data folder, plus the current one."""
+    """Built KB folders the sidebar offers: the KB subfolders of the KB roots (indexes/, the user-data folder,
+    MIND_KB_ROOTS), plus the current one."""
     found = []
-    for root in (INDEXES_DIR, settings().user_data_dir):
-        if root.exists():
+    for root in settings().kb_root_dirs:
+        if root.is_dir():
             found += [str(p.parent) for p in sorted(root.glob("*/manifest.json"))]
     return list(dict.fromkeys(found))
+
+
+def kb_acceptable(path: str | Path, base: Settings | None = None) -> bool:
+    """A KB folder the sidebar may open: allowed by :meth:`Settings.kb_allowed` (the configured KB or inside a KB
+    root) and built (it has a manifest). Anything else gets :data:`KB_NOT_OFFERED`, the same text whether the path
+    exists or not."""
+    base = base or settings()
+    try:
+        return base.kb_allowed(path) and (Path(path).expanduser() / "manifest.json").is_file()
+    except OSError:
+        return False
 
 
 def current_kb_path() -> Path:
@@ -113,6 +132,9 @@ def current_kb_path() -> Path:
 def current_kb() -> KnowledgeBase | None:
     """The loaded KB, or None after rendering a clear message that says how to build one."""
     path = current_kb_path()
+    if not settings().kb_allowed(path):
+        st.error(KB_NOT_OFFERED)
+        return None
     manifest = path / "manifest.json"
     try:
         return load_kb(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
@@ -147,7 +169,12 @@ def render_sidebar() -> KnowledgeBase | None:
         typed = ""
         if not settings().is_shared:  # shared: the operator's KB folders only
             typed = st.text_input("…or another KB folder", value="", key="kb_typed", placeholder="/path/to/kb")
-        wanted = typed.strip() or choice
+        wanted = choice
+        if typed.strip():
+            if kb_acceptable(typed.strip()):
+                wanted = typed.strip()
+            else:
+                st.error(KB_NOT_OFFERED)
         if wanted != current:
             st.session_state[KB_STATE_KEY] = wanted
         kb = current_kb()

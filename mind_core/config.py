@@ -249,8 +249,8 @@ class Settings:
 
     def kb_allowed(self, path: str | Path) -> bool:
         """Whether the dashboard may open ``path`` as a KB: the configured ``kb_dir`` (``MIND_KB`` / ``--kb``) or a
-        folder inside one of :attr:`kb_root_dirs` (after resolving ``..`` and symbolic links). Says nothing about
-        whether it exists."""
+        folder inside (or equal to) one of :attr:`kb_root_dirs`, after resolving ``..`` and symbolic links. Says
+        nothing about whether it exists."""
         try:
             want = Path(path).expanduser().resolve()
         except (OSError, RuntimeError, ValueError):
@@ -262,7 +262,7 @@ class Settings:
                 base = root.expanduser().resolve()
             except (OSError, RuntimeError):
                 continue
-            if want != base and want.is_relative_to(base):
+            if want.is_relative_to(base):
                 return True
         return False
 

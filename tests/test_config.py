@@ -119,3 +119,19 @@ def test_deployment_mode(address, shared_env, mode):
     env = {} if shared_env is None else {"MIND_SHARED": shared_env}
     assert Settings.from_env(env).replace(server_address=address).mode == mode
     assert Settings.from_env({}).mode == "local"  # the CLI: this machine
+
+
+def test_kb_folders_are_allowed_only_inside_the_kb_roots(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "kb").mkdir(parents=True)
+    (outside / "kb").mkdir(parents=True)
+    (root / "link").symlink_to(outside / "kb")
+    s = Settings.from_env({"MIND_KB_ROOTS": str(root), "MIND_USER_DATA": str(tmp_path / "user")})
+    s = s.replace(kb_dir=tmp_path / "configured")
+    assert s.kb_allowed(root / "kb") and s.kb_allowed(root / "not-yet-built")
+    assert s.kb_allowed(tmp_path / "configured")  # MIND_KB / --kb: the operator's choice
+    assert s.kb_allowed(tmp_path / "user" / "my-products") and s.kb_allowed(config.INDEXES_DIR / "sample")
+    assert not s.kb_allowed(outside / "kb")
+    assert not s.kb_allowed(root / ".." / "outside" / "kb")
+    assert not s.kb_allowed(root / "link")  # a link out of a root
+    assert not s.kb_allowed("/etc") and not s.kb_allowed("")
