@@ -13,6 +13,7 @@ model server answered.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from mind_core import config
 from mind_core.config import Settings
 from mind_core.kb.store import KBError, KnowledgeBase
 from mind_core.lvlm.registry import BackendConfig, backends
+
+log = logging.getLogger(__name__)
 
 KB_STATE_KEY = "kb_path"
 #: KB folders kept loaded at once by this server process (each holds its tables in memory); older ones are dropped
@@ -129,8 +132,15 @@ def current_kb_path() -> Path:
     return Path(st.session_state[KB_STATE_KEY])
 
 
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (what a page shows; the rest goes to the log)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def current_kb() -> KnowledgeBase | None:
-    """The loaded KB, or None after rendering a clear message that says how to build one."""
+    """The loaded KB, or None after rendering one clear line that says what is wrong and how to fix it (a missing,
+    stale or damaged KB; anything else unexpected is logged with its traceback and named by type only)."""
     path = current_kb_path()
     if not settings().kb_allowed(path):
         st.error(KB_NOT_OFFERED)
@@ -138,8 +148,18 @@ def current_kb() -> KnowledgeBase | None:
     manifest = path / "manifest.json"
     try:
         return load_kb(str(path), manifest.stat().st_mtime if manifest.exists() else 0.0)
-    except KBError as err:
-        st.error(md("No usable knowledge base: {}", err))
+    except Exception as err:  # a KB folder can be damaged in ways no reader foresees: never a traceback
+        if isinstance(err, KBError):
+            st.error(md("No usable knowledge base: {}", one_line(err)))
+        else:
+            log.exception("cannot open the KB at %s", path)
+            st.error(
+                md(
+                    "No usable knowledge base: {} cannot be opened ({}); rebuild it with build-kb --force.",
+                    path.name,
+                    type(err).__name__,
+                )
+            )
         st.info(
             "The sample KB is built by `make run`, or by hand with "
             "`python -m mind_core build-kb --input data/mind_sample --out indexes/sample`. "

@@ -12,6 +12,7 @@ from dashboard.presenters.text import md, md_code, md_escape
 from mind_core import config
 from mind_core.distill.live import open_backend
 from mind_core.eval import intentionqa as iqa
+from mind_core.kb.store import KBError
 from mind_core.lvlm.base import BackendError
 
 RESULTS_KEY = "iqa_results"
@@ -143,6 +144,9 @@ if submitted:
                 progress,
             )
             bar.progress((i + 1) / len(methods), text=f"{method}: done")
+    except KBError as err:  # a damaged embeddings / index file of the KB
+        st.error(md("The KB cannot be searched: {}", ui.one_line(err)))
+        st.stop()
     except (iqa.DataError, ValueError, FileNotFoundError) as err:
         st.error(md("Could not evaluate: {}", err))
         st.stop()

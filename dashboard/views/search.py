@@ -10,6 +10,7 @@ from dashboard.presenters.tables import page_slice, results_table
 from dashboard.presenters.text import md, md_escape
 from mind_core import query
 from mind_core.kb.export import EXPORT_FORMATS, export_frame
+from mind_core.kb.store import KBError
 from mind_core.query.facets import Facets
 from mind_core.query.semantic import index_available
 
@@ -84,6 +85,9 @@ if mode != "keyword" and (missing := index_available(kb)):
     st.stop()
 try:
     table, total, seconds = run_search(kb, kb_key, text, mode, k, facets)
+except KBError as err:  # a damaged embeddings.npy / index.faiss: what and how to rebuild, in one line
+    st.error(md_escape(ui.one_line(err)))
+    st.stop()
 except ValueError as err:
     st.warning(md_escape(err))
     st.stop()

@@ -12,6 +12,7 @@ from dashboard.presenters.products import product_choices
 from dashboard.presenters.text import md, md_code, md_escape, verdict_badge
 from mind_core.distill import inputs, live
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
+from mind_core.kb.store import KBError
 from mind_core.kb.user import save_run, user_kb_path
 from mind_core.query.semantic import index_available
 from mind_core.schema import RELATION_PHRASES, RELATIONS, flag_notes
@@ -306,8 +307,11 @@ similar = st.session_state.get("try_similar")
 if similar is None or similar[0] is not run or similar[1] != str(getattr(kb, "path", "")):
     found: dict = {}
     if kb is not None and index_available(kb) is None:
-        with st.spinner("Finding similar intentions in the KB…"):
-            found = live_view.similar_in_kb(kb, rows, k=3)
+        try:
+            with st.spinner("Finding similar intentions in the KB…"):
+                found = live_view.similar_in_kb(kb, rows, k=3)
+        except KBError as err:  # a damaged index or embeddings file: the run's results still show
+            st.warning(md("No similar intentions: {}", ui.one_line(err)))
     similar = (run, str(getattr(kb, "path", "")), found)
     st.session_state["try_similar"] = similar
 neighbours = similar[2]
