@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import live_view, ui
 from dashboard.presenters.products import product_choices
 from dashboard.presenters.text import md, md_code, md_escape, verdict_badge
+from mind_core import images
 from mind_core.distill import inputs, live
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
 from mind_core.kb.store import KBError
@@ -96,15 +97,27 @@ def product_form(slot: str) -> inputs.ProductInput:
         accept_multiple_files=True,
         key=files_key,
     )
+    # only the files the run can use are read and decoded; the session keeps their bytes (at most MAX_UPLOADS files
+    # of maxUploadSize), never their pixels: decoded images live in the process's byte-bounded upload cache
     if files:
-        uploads = [inputs.read_upload(f.name, f.getvalue()) for f in files]
-        st.session_state[kept_key] = uploads
+        if len(files) > inputs.MAX_UPLOADS:
+            st.warning(
+                md(
+                    "Product {}: {} images uploaded; only the first {} are used (the others are not read).",
+                    slot,
+                    len(files),
+                    inputs.MAX_UPLOADS,
+                )
+            )
+        kept = [(f.name, f.getvalue()) for f in files[: inputs.MAX_UPLOADS]]
+        st.session_state[kept_key] = kept
     elif was_mounted:
-        st.session_state[kept_key] = uploads = []  # the user removed them
+        st.session_state[kept_key] = kept = []  # the user removed them
     else:  # the uploader was hidden (other source or page): its files come back from the session
-        uploads = st.session_state.get(kept_key, [])
-        if uploads:
-            st.caption("Images kept from before: " + ", ".join(md_escape(u.name) for u in uploads))
+        kept = st.session_state.get(kept_key, [])
+        if kept:
+            st.caption("Images kept from before: " + ", ".join(md_escape(name) for name, _ in kept))
+    uploads = [inputs.read_upload(name, data) for name, data in kept]
     for u in uploads:
         if u.error:
             st.error(f"**{md_escape(u.name)}**: {md_escape(u.error)}")
@@ -113,7 +126,7 @@ def product_form(slot: str) -> inputs.ProductInput:
     good = [u for u in uploads if u.ok][: inputs.MAX_UPLOADS]
     main = 0
     if good:
-        st.image([u.image for u in good], width=110, caption=[u.name for u in good])
+        st.image([images.thumbnail(u.image, 220) for u in good], width=110, caption=[u.name for u in good])
         if len(good) > 1:
             names = [u.name for u in good]
             main = names.index(

@@ -200,3 +200,28 @@ def test_a_typed_api_key_wins_over_the_environment(page, fake_openai):
     assert not at.exception, at.exception
     chats = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
     assert chats and {r["authorization"] for r in chats} == {"Bearer sk-typed"}
+
+
+def test_only_the_used_uploads_are_decoded_and_the_session_keeps_no_pixels(page, monkeypatch):
+    # issue 16 (4): every uploaded file was decoded and kept (pixels) in the session, not only the 4 used
+    from mind_core import images
+    from mind_core.distill import inputs
+
+    decoded = []
+    real = images.open_image
+
+    def counting(data, **kw):
+        decoded.append(len(data))
+        return real(data, **kw)
+
+    monkeypatch.setattr(images, "open_image", counting)
+    at = page()
+    files = [(f"f{i}.png", _png((i, 123, 45)), "image/png") for i in range(inputs.MAX_UPLOADS + 3)]
+    _fill(at, "A", "Mug", files)
+    at.run()
+    assert not at.exception, at.exception
+    assert len(decoded) == inputs.MAX_UPLOADS
+    assert any("only the first 4 are used" in w.value.replace("\\", "") for w in at.warning)
+    kept = at.session_state["try_A_kept"]
+    assert len(kept) == inputs.MAX_UPLOADS
+    assert not any(isinstance(v, Image.Image) or hasattr(v, "image") for item in kept for v in item)
