@@ -29,6 +29,8 @@ from mind_core.lvlm.registry import BackendConfig, backends
 log = logging.getLogger(__name__)
 
 KB_STATE_KEY = "kb_path"
+#: this session's own saved-runs KB on a shared dashboard (set by the Try page from the annotator's name)
+MY_KB_KEY = "my_kb_dir"
 #: KB folders kept loaded at once by this server process (each holds its tables in memory); older ones are dropped
 KB_CACHE_ENTRIES = 4
 #: the one answer to a KB folder the dashboard does not open, whether it exists or not
@@ -112,6 +114,9 @@ def kb_candidates() -> list[str]:
     for root in settings().kb_root_dirs:
         if root.is_dir():
             found += [str(p.parent) for p in sorted(root.glob("*/manifest.json"))]
+    mine = st.session_state.get(MY_KB_KEY)  # shared mode: the annotator's own KB, not the others'
+    if mine and kb_acceptable(mine):
+        found.append(mine)
     return list(dict.fromkeys(found))
 
 

@@ -14,7 +14,7 @@ from mind_core import images
 from mind_core.distill import inputs, live
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
 from mind_core.kb.store import KBError
-from mind_core.kb.user import save_run, user_kb_path
+from mind_core.kb.user import annotator_root, save_run, user_kb_path
 from mind_core.query.semantic import index_available
 from mind_core.schema import RELATION_PHRASES, RELATIONS, flag_notes
 
@@ -352,20 +352,44 @@ for row in rows:
 
 products = [view.result.a, view.result.b] if view.result is not None else [run.a, run.b]
 st.subheader("Keep them")
+save_root, name_problem = None, None  # None: the one user KB of this machine (local mode)
+if base.is_shared:  # one folder for every visitor would mix their runs: one KB per name instead
+    annotator = st.text_input(
+        "Your name (saved runs are kept per name)", key="try_annotator", persist_state="session", max_chars=60
+    )
+    st.caption(
+        "This dashboard is shared: saved runs go into a KB of their own per name, under the user-data folder. "
+        "Names are not logins: anyone who types the same name shares that KB."
+    )
+    try:
+        save_root = annotator_root(annotator)
+    except ValueError as err:
+        name_problem = str(err)
+    else:
+        st.session_state[ui.MY_KB_KEY] = str(user_kb_path(save_root))  # the sidebar offers it to this session
 c1, c2, c3 = st.columns([2, 1, 2])
 if c1.button(
     "Save into my KB",
     key="try_save",
     type="primary",
-    help=f"Adds these rows to {user_kb_path()} (Parquet + FAISS index), which the sidebar lists.",
+    help=(
+        "Type your name first: saved runs are kept per name."
+        if name_problem
+        else md(
+            "Adds these rows to {} (Parquet + FAISS index), which the sidebar lists.", md_code(user_kb_path(save_root))
+        )
+    ),
 ):
-    try:
-        with st.spinner("Saving and indexing…"):
-            st.session_state["try_saved"] = (run, save_run(rows, products))
-    except Exception as err:  # a full disk, a permission problem: say so, keep the results
-        st.error(f"Could not save: {md_escape(err)}")
+    if name_problem:
+        st.error(md_escape(name_problem))
     else:
-        st.rerun()  # so the sidebar lists the user KB at once
+        try:
+            with st.spinner("Saving and indexing…"):
+                st.session_state["try_saved"] = (run, save_run(rows, products, root=save_root))
+        except Exception as err:  # a full disk, a permission problem: say so, keep the results
+            st.error(md("Could not save: {}", err))
+        else:
+            st.rerun()  # so the sidebar lists the user KB at once
 saved = st.session_state.get("try_saved")
 if saved is not None and saved[0] is run:
     st.success(saved[1].text())
