@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 KB ?= indexes/sample
 PORT ?= 8501
+# 127.0.0.1: local mode (only this machine); any other address (0.0.0.0) puts the dashboard in shared mode
+ADDRESS ?= 127.0.0.1
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format install install-dev kb chromium offline-fast bench clean-kb
@@ -29,9 +31,9 @@ install-dev: $(VENV)/.installed-dev
 kb: $(VENV)/.installed
 	$(PY) -m mind_core build-kb --input data/mind_sample --out $(KB)
 
-## start the dashboard on http://localhost:$(PORT)
+## start the dashboard on http://localhost:$(PORT) (local mode; ADDRESS=0.0.0.0 serves other machines: shared mode)
 run: kb
-	$(PY) -m streamlit run app.py --server.port $(PORT) -- --kb $(KB)
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) -- --kb $(KB)
 
 ## Debian chromium for the browser tests (installed only if missing)
 chromium:

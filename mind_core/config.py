@@ -15,6 +15,7 @@ the API key is left out of ``repr`` (it never reaches a log line).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -89,7 +90,32 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "OPENAI_API_KEY",
         "openai_api_key",
-        "API key for the openai backend when none is typed / no `--api-key-env` is given; never written anywhere",
+        "API key for the openai backend when none is typed / no `--api-key-env` is given (a shared dashboard "
+        "sends it only to the configured servers); never written anywhere",
+    ),
+    EnvVar(
+        "MIND_SHARED",
+        "shared",
+        "`1`: shared mode whatever the address (only what the operator configured is offered); `0`: local mode "
+        "even when bound to another address; unset: shared when Streamlit is bound to anything but 127.0.0.1 / "
+        "localhost / ::1",
+    ),
+    EnvVar(
+        "MIND_ENDPOINTS",
+        "endpoints",
+        "comma-separated OpenAI-compatible server URLs a shared dashboard offers (with `MIND_OPENAI_ENDPOINT`)",
+    ),
+    EnvVar(
+        "MIND_MODELS",
+        "models",
+        "comma-separated model folders / Hugging Face ids a shared dashboard offers for the transformers backend "
+        "(with `MIND_TRANSFORMERS_MODEL`)",
+    ),
+    EnvVar(
+        "MIND_KB_ROOTS",
+        "kb_roots",
+        f"extra folders (separated by `{os.pathsep}`) whose KB subfolders the sidebar offers, next to `indexes/` "
+        "and the user-data folder; no other folder is opened",
     ),
     EnvVar(
         "HF_ENDPOINT",
@@ -132,6 +158,14 @@ class Settings:
     openai_api_key: str = field(default="", repr=False, compare=False)
     hf_endpoint: str = "https://huggingface.co"
     hf_hub_offline: bool = False
+    #: deployment (README "Deployment and security"): True / False forced by MIND_SHARED; None: from the address
+    shared: bool | None = None
+    endpoints: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    kb_roots: tuple[Path, ...] = ()
+    #: the address the dashboard's server is bound to (Streamlit's ``server.address``; "" = every interface);
+    #: set by the dashboard, never from the environment; the CLI runs on this machine
+    server_address: str = "127.0.0.1"
     #: values from the environment that could not be used (the default was kept), as messages
     problems: tuple[str, ...] = field(default=(), compare=False)
 
@@ -172,7 +206,72 @@ class Settings:
         for key in ("kb_dir", "cache_dir", "user_data_dir", "intentionqa_dir"):
             if key in given:
                 given[key] = Path(given[key])
+        if "kb_roots" in given:
+            given["kb_roots"] = tuple(Path(p) for p in given["kb_roots"])
         return dataclasses.replace(self, **given)
+
+    # -- deployment: local or shared
+    @property
+    def is_shared(self) -> bool:
+        """Shared mode: the dashboard can be reached from other machines (bound to anything but a loopback
+        address) or ``MIND_SHARED=1``. It then offers only what the operator configured: no typed URL, model,
+        file or folder, no server answer echoed in a message."""
+        if self.shared is not None:
+            return self.shared
+        return not is_loopback(self.server_address)
+
+    @property
+    def mode(self) -> str:
+        return "shared" if self.is_shared else "local"
+
+    @property
+    def offered_endpoints(self) -> tuple[str, ...]:
+        """The OpenAI-compatible servers the operator configured (``MIND_OPENAI_ENDPOINT`` + ``MIND_ENDPOINTS``)."""
+        return tuple(dict.fromkeys(e for e in (self.openai_endpoint, *self.endpoints) if e))
+
+    @property
+    def offered_models(self) -> tuple[str, ...]:
+        """The transformers models the operator configured (``MIND_TRANSFORMERS_MODEL`` + ``MIND_MODELS``)."""
+        return tuple(dict.fromkeys(m for m in (self.transformers_model, *self.models) if m))
+
+    def endpoint_offered(self, endpoint: str | None) -> bool:
+        """Whether ``endpoint`` is one the operator configured (trailing slashes and spaces ignored)."""
+        want = _norm_url(endpoint)
+        return bool(want) and any(_norm_url(e) == want for e in self.offered_endpoints)
+
+    def api_key_for(self, endpoint: str | None) -> str:
+        """The API key of the process environment (``OPENAI_API_KEY``) for a request to ``endpoint``: in local mode
+        for any endpoint (the person at the dashboard runs it), in shared mode only for an endpoint the operator
+        configured, so the server's key never goes to an address a visitor chose. "" = no key."""
+        if not self.openai_api_key:
+            return ""
+        if self.is_shared and not self.endpoint_offered(endpoint):
+            return ""
+        return self.openai_api_key
+
+    @property
+    def kb_root_dirs(self) -> tuple[Path, ...]:
+        """Folders whose KB subfolders may be opened: ``indexes/``, the user-data folder, ``MIND_KB_ROOTS``."""
+        return tuple(dict.fromkeys((INDEXES_DIR, self.user_data_dir, *self.kb_roots)))
+
+    def kb_allowed(self, path: str | Path) -> bool:
+        """Whether the dashboard may open ``path`` as a KB: the configured ``kb_dir`` (``MIND_KB`` / ``--kb``) or a
+        folder inside (or equal to) one of :attr:`kb_root_dirs`, after resolving ``..`` and symbolic links. Says
+        nothing about whether it exists."""
+        try:
+            want = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError):
+            return False
+        if want == self.kb_dir.expanduser().resolve():
+            return True
+        for root in self.kb_root_dirs:
+            try:
+                base = root.expanduser().resolve()
+            except (OSError, RuntimeError):
+                continue
+            if want.is_relative_to(base):
+                return True
+        return False
 
     # -- helpers
     def cache(self, *parts: str) -> Path:
@@ -189,8 +288,28 @@ class Settings:
         return value if value else None
 
 
+def is_loopback(address: str | None) -> bool:
+    """Whether a server bound to ``address`` can be reached from this machine only ("" / None / 0.0.0.0: every
+    interface)."""
+    text = (address or "").strip().strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def _norm_url(url: str | None) -> str:
+    return (url or "").strip().rstrip("/")
+
+
 def _convert(kind: Any, raw: str, name: str) -> Any:
     kind = str(kind)
+    if kind.startswith("tuple[Path"):
+        return tuple(Path(p.strip()).expanduser() for p in raw.split(os.pathsep) if p.strip())
+    if kind.startswith("tuple[str"):
+        return tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
     if "Path" in kind:
         return Path(raw).expanduser()
     if "float" in kind:

@@ -14,6 +14,8 @@ becomes an :class:`ImageError` whose message can be shown as is.
 * :func:`stack_pair` – MIND's stage-2 input: A above B on a black canvas with a 20 px gap.
 * :func:`pad_to_square` – LLaVA-1.5's ``expand2square`` (pad to a square with the processor's mean colour).
 * :func:`placeholder_image` – a neat grey "image unavailable" tile.
+* :class:`ImageCache` – a thread-safe LRU of decoded images bounded by their bytes (a 60 kB PNG can decode to
+  120 MB, so a count of entries bounds nothing); :func:`image_nbytes`, :func:`thumbnail`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -165,6 +168,65 @@ def open_image(
             raise ImageError(f"The image file is corrupt or truncated ({err}).") from None
     rgb.info.pop("exif", None)
     return rgb
+
+
+# --- decoded images in memory: bounded by bytes ---------------------------------------------------------------
+
+
+def image_nbytes(image: Image.Image) -> int:
+    """Bytes the decoded pixels take (width × height × bytes per pixel)."""
+    bands = len(image.getbands())
+    per_band = 4 if image.mode in ("I", "F") else 2 if image.mode.startswith("I;16") else 1
+    return image.width * image.height * bands * per_band
+
+
+class ImageCache:
+    """A least-recently-used cache whose entries together take at most ``max_bytes`` (each entry's size is given
+    by the caller: the decoded image's bytes, :func:`image_nbytes`). An entry bigger than the whole budget is not
+    kept. Thread-safe: one cache serves every browser session of a server process."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str):
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: str, value: object, nbytes: int) -> None:
+        nbytes = max(0, int(nbytes))
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.nbytes -= old[1]
+            if nbytes > self.max_bytes:
+                return
+            self._items[key] = (value, nbytes)
+            self.nbytes += nbytes
+            while self.nbytes > self.max_bytes:
+                _, (_, size) = self._items.popitem(last=False)
+                self.nbytes -= size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+def thumbnail(image: Image.Image, side: int = 256) -> Image.Image:
+    """A copy at most ``side`` pixels on its longer side (for showing an upload: the page keeps no full-size copy)."""
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
 
 
 # --- fetch with caches -----------------------------------------------------------------------------------------

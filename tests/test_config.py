@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,10 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "OPENAI_API_KEY": "sk-secret",
         "HF_ENDPOINT": "http://127.0.0.1:1",
         "HF_HUB_OFFLINE": "1",
+        "MIND_SHARED": "1",
+        "MIND_ENDPOINTS": "http://a:1/v1, http://b:2/v1,,",
+        "MIND_MODELS": "/models/x,org/y",
+        "MIND_KB_ROOTS": f"{tmp_path / 'r1'}{os.pathsep}{tmp_path / 'r2'}",
     }
     s = Settings.from_env(env)
     assert s.kb_dir == tmp_path / "kb" and isinstance(s.kb_dir, Path)
@@ -45,6 +50,10 @@ def test_environment_fills_every_documented_setting(tmp_path):
     )
     assert s.max_field_chars == 5000
     assert s.openai_api_key == "sk-secret" and s.hf_hub_offline is True and s.problems == ()
+    assert s.shared is True and s.endpoints == ("http://a:1/v1", "http://b:2/v1") and s.models == ("/models/x", "org/y")
+    assert s.kb_roots == (tmp_path / "r1", tmp_path / "r2")
+    assert s.offered_endpoints == ("http://127.0.0.1:9/v1", "http://a:1/v1", "http://b:2/v1")
+    assert s.offered_models == ("/models/llava", "/models/x", "org/y")
     # every variable in the table was used by this test: a new one must be added here too
     assert {v.name for v in ENV_VARS} - set(env) == {"MIND_ENDPOINT"}
 
@@ -93,3 +102,38 @@ def test_settings_reads_the_environment_afresh(monkeypatch, tmp_path):
     assert config.settings().cache_dir == tmp_path / "one"
     monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "two"))
     assert config.cache_dir("x") == tmp_path / "two" / "x" and (tmp_path / "two" / "x").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("address", "shared_env", "mode"),
+    [
+        ("127.0.0.1", None, "local"),
+        ("localhost", None, "local"),
+        ("::1", None, "local"),
+        ("0.0.0.0", None, "shared"),
+        ("", None, "shared"),  # Streamlit's default: every interface
+        ("192.168.1.20", None, "shared"),
+        ("127.0.0.1", "1", "shared"),
+        ("0.0.0.0", "0", "local"),  # the operator says so (e.g. a container reached through a local port only)
+    ],
+)
+def test_deployment_mode(address, shared_env, mode):
+    env = {} if shared_env is None else {"MIND_SHARED": shared_env}
+    assert Settings.from_env(env).replace(server_address=address).mode == mode
+    assert Settings.from_env({}).mode == "local"  # the CLI: this machine
+
+
+def test_kb_folders_are_allowed_only_inside_the_kb_roots(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "kb").mkdir(parents=True)
+    (outside / "kb").mkdir(parents=True)
+    (root / "link").symlink_to(outside / "kb")
+    s = Settings.from_env({"MIND_KB_ROOTS": str(root), "MIND_USER_DATA": str(tmp_path / "user")})
+    s = s.replace(kb_dir=tmp_path / "configured")
+    assert s.kb_allowed(root / "kb") and s.kb_allowed(root / "not-yet-built")
+    assert s.kb_allowed(tmp_path / "configured")  # MIND_KB / --kb: the operator's choice
+    assert s.kb_allowed(tmp_path / "user" / "my-products") and s.kb_allowed(config.INDEXES_DIR / "sample")
+    assert not s.kb_allowed(outside / "kb")
+    assert not s.kb_allowed(root / ".." / "outside" / "kb")
+    assert not s.kb_allowed(root / "link")  # a link out of a root
+    assert not s.kb_allowed("/etc") and not s.kb_allowed("")

@@ -320,3 +320,36 @@ def test_connection_refused_returns_none(tmp_path):
     img, reason = fetch_first_image([f"http://127.0.0.1:{port}/a.png"], timeout=1.0, cache_dir=tmp_path)
     assert img is None and reason
     images.clear_host_failures()
+
+
+# --- issue 16 (4): decoded images are cached by bytes, not by count --------------------------------------------
+
+
+def test_the_image_cache_evicts_by_byte_budget():
+    from mind_core.images import ImageCache, image_nbytes
+
+    one = Image.new("RGB", (100, 100))  # 30,000 bytes decoded
+    assert image_nbytes(one) == 30_000
+    cache = ImageCache(max_bytes=100_000)
+    for key in "abc":
+        cache.put(key, one, image_nbytes(one))
+    assert cache.get("a") is one  # a is now the most recent
+    cache.put("d", one, image_nbytes(one))  # 120,000 > 100,000: the least recent (b) goes
+    assert cache.get("b") is None and cache.get("a") is one and cache.get("d") is one
+    assert cache.nbytes <= 100_000 and len(cache) == 3
+    cache.put("huge", Image.new("RGB", (300, 300)), 270_000)  # bigger than the whole budget: not kept
+    assert cache.get("huge") is None and cache.nbytes <= 100_000
+
+
+def test_uploads_are_cached_within_a_byte_budget():
+    from mind_core.distill import inputs
+
+    def png(i: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (2500, 2500), (i, 7, 99)).save(buf, "PNG", compress_level=1)  # small file, 18.75 MB decoded
+        return buf.getvalue()
+
+    cache = inputs._upload_cache
+    for i in range(16):  # 300 MB decoded if everything were kept
+        assert inputs.read_upload(f"{i}.png", png(i)).ok
+    assert cache.nbytes <= cache.max_bytes <= 512 * 1024 * 1024

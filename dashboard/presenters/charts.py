@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dashboard.presenters.text import plot_text
 from mind_core.query.aggregate import group_codes, intention_lengths
 from mind_core.query.embedmap import EmbeddingMap
 from mind_core.schema import VERDICT_CODE_LABELS, verdict_codes
@@ -79,19 +80,22 @@ def fig_kept_rate(data: pd.DataFrame):
 def fig_heatmap(table: pd.DataFrame, title: str = "Category × relation"):
     import plotly.graph_objects as go
 
+    rows = list(table.index)  # KB text: the raw values select rows, the escaped ones are shown
+    shown = [plot_text(r) for r in rows]
     fig = go.Figure(
         go.Heatmap(
             z=table.to_numpy(),
             x=list(table.columns),
-            y=list(table.index),
+            y=rows,
             colorscale="Blues",
-            hovertemplate="%{y} × %{x}: %{z:,}<extra></extra>",
+            customdata=[[s] * len(table.columns) for s in shown],
+            hovertemplate="%{customdata} × %{x}: %{z:,}<extra></extra>",
         )
     )
     fig.update_layout(
         title=title,
         xaxis_title="relation",
-        yaxis_title="category",
+        yaxis=dict(title=dict(text="category"), tickmode="array", tickvals=rows, ticktext=shown),
         height=max(300, 60 + 28 * len(table)),
         margin=dict(t=50, b=40),
     )

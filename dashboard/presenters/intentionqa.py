@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from dashboard.presenters.text import plot_text
 from mind_core.eval.intentionqa import LETTERS
 
 
@@ -69,7 +70,7 @@ def fig_by_group(runs: Mapping[str, Mapping[str, Any]], field: str, title: str):
         [
             go.Bar(
                 name=m,
-                x=d["group"],
+                x=[plot_text(g) for g in d["group"]],  # question-file text: plotly renders HTML in labels
                 y=100 * d["accuracy"],
                 error_y=dict(
                     type="data", array=100 * (d["hi"] - d["accuracy"]), arrayminus=100 * (d["accuracy"] - d["lo"])

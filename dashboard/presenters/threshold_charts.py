@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dashboard.presenters.charts import VERDICT_COLORS
+from dashboard.presenters.text import plot_text
 
 COLOR_A = "#1565c0"
 COLOR_B = "#ef6c00"
@@ -67,10 +68,11 @@ def fig_kept_grouped(a: pd.DataFrame, b: pd.DataFrame, group_label: str, *, titl
     ``a`` / ``b``: :meth:`ScoreHistogram.kept_by` at the two thresholds (same groups)."""
     order = a.sort_values(["rows", "group"], ascending=[False, True], kind="stable")["group"].tolist()
     a, b = a.set_index("group").loc[order], b.set_index("group").loc[order]
+    shown = [plot_text(g) for g in order]  # categories are KB text: plotly would render HTML in them
     data = [
         dict(
             type="bar",
-            x=order,
+            x=shown,
             y=counts["kept"].tolist(),
             name=f"kept at {label}",
             marker=dict(color=color),
@@ -81,7 +83,7 @@ def fig_kept_grouped(a: pd.DataFrame, b: pd.DataFrame, group_label: str, *, titl
     ] + [
         dict(
             type="bar",
-            x=order,
+            x=shown,
             y=a["yes"].tolist(),
             name="filter said yes (paper)",
             marker=dict(color=COLOR_RULE),

@@ -8,7 +8,8 @@ import streamlit as st
 from dashboard import ui
 from dashboard.presenters import charts
 from dashboard.presenters.tables import results_table
-from dashboard.presenters.text import hover_escape
+from dashboard.presenters.text import hover_escape, md_escape
+from mind_core.kb.store import KBError
 from mind_core.query import aggregate, embedmap
 from mind_core.query.keyword import keyword_index
 from mind_core.query.products import product_index
@@ -95,8 +96,13 @@ chart(
 )
 chart(charts.fig_lengths(length_data(kb, kb_key)), "lengths_chart", "lengths", lengths=lengths(kb, kb_key))
 
+m = None
 if kb.manifest.get("embed_dim") and (kb.path / "embeddings.npy").exists():
-    m = emb_map(kb, kb_key)
+    try:
+        m = emb_map(kb, kb_key)
+    except KBError as err:  # a damaged embeddings.npy: no map, the rest of the page works
+        st.error(md_escape(ui.one_line(err)))
+if m is not None:
     color_by = st.radio("Colour the map by", ["topic cluster", "relation"], horizontal=True, key="map_color")
     color = (
         np.asarray(m.labels, dtype=object)[m.cluster]
@@ -109,7 +115,7 @@ if kb.manifest.get("embed_dim") and (kb.path / "embeddings.npy").exists():
         "Topic clusters: FAISS spherical k-means (12) on the sampled embeddings, labelled by class-based "
         "TF-IDF top words; axes: PCA of the same sample."
     )
-else:
+elif not (kb.path / "embeddings.npy").exists():
     st.info("This KB has no embeddings.npy, so there is no embedding map. Rebuild it with build-kb --force.")
 
 st.subheader("Matching intentions", anchor=False)

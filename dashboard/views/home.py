@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import ui
+from dashboard.presenters.text import md, md_code
 from mind_core.query.aggregate import verdict_counts
 
 kb = ui.render_sidebar()
@@ -23,9 +24,15 @@ if kb is not None:
     cols[4].metric("Relation types", f"{c['relations']:,}")
     m = kb.manifest
     st.caption(
-        f"KB folder `{kb.path}` · built {m['built_at']} · embeddings `{m['embed_model']}` "
-        f"({m['embed_dim']}-d, {kb.embed_backend}) · "
-        f"FAISS `{m['index_factory']}`"
+        md(
+            "KB folder {} · built {} · embeddings {} ({}-d, {}) · FAISS {}",
+            md_code(kb.path),
+            m.get("built_at"),
+            md_code(m.get("embed_model")),
+            m.get("embed_dim"),
+            kb.embed_backend,
+            md_code(m.get("index_factory")),
+        )
     )
     st.subheader("Intentions per relation")
     st.dataframe(

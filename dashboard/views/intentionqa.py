@@ -8,10 +8,11 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.presenters import intentionqa as present
-from dashboard.presenters.text import md_escape
+from dashboard.presenters.text import md, md_code, md_escape
 from mind_core import config
 from mind_core.distill.live import open_backend
 from mind_core.eval import intentionqa as iqa
+from mind_core.kb.store import KBError
 from mind_core.lvlm.base import BackendError
 
 RESULTS_KEY = "iqa_results"
@@ -86,7 +87,9 @@ with st.form("iqa_form"):
         help="data/intentionqa/ holds 60-question subsets and the full benchmark files (full/*.jsonl.gz); set "
         "MIND_INTENTIONQA_DIR to a folder of other IntentionQA files to offer them here.",
     )
-    typed = c2.text_input("…or another file (same JSONL format)", key="iqa_file_typed")
+    typed = ""
+    if not ui.settings().is_shared:  # shared: only the files the operator put in data/ or MIND_INTENTIONQA_DIR
+        typed = c2.text_input("…or another file (same JSONL format)", key="iqa_file_typed")
     methods = st.multiselect("Methods", list(iqa.METHODS), default=["overlap", "embed", "embed+kb"], key="iqa_methods")
     c1, c2, c3, c4 = st.columns(4)
     k = c1.slider("k (KB intentions per question)", 1, 20, iqa.DEFAULT_K, key="iqa_k")
@@ -104,7 +107,10 @@ if submitted:
     path = typed.strip() or picked
     if not path or not Path(path).is_file():
         st.error(
-            f"No question file at `{path}`. Pick one of the listed files or give a path to an IntentionQA JSONL file."
+            md(
+                "No question file at {}. Pick one of the listed files or give a path to an IntentionQA JSONL file.",
+                md_code(path),
+            )
         )
         st.stop()
     if not methods:
@@ -138,8 +144,11 @@ if submitted:
                 progress,
             )
             bar.progress((i + 1) / len(methods), text=f"{method}: done")
+    except KBError as err:  # a damaged embeddings / index file of the KB
+        st.error(md("The KB cannot be searched: {}", ui.one_line(err)))
+        st.stop()
     except (iqa.DataError, ValueError, FileNotFoundError) as err:
-        st.error(f"Could not evaluate: {err}")
+        st.error(md("Could not evaluate: {}", err))
         st.stop()
     except BackendError as err:  # backend failures: say what to do, keep the page alive
         st.error(f"LVLM backend failed: {md_escape(err)}")
@@ -155,7 +164,7 @@ if not state:
 runs = state["runs"]
 first = next(iter(runs.values()))
 st.caption(
-    f"`{Path(state['path']).name}` · {len(first['questions'])} questions sampled"
+    md("{} · {} questions sampled", md_code(Path(state["path"]).name), len(first["questions"]))
     + (f" · {first['dropped']} dropped because their pair is in the KB" if state["exclude"] else "")
     + f" · k = {state['k']}"
 )
@@ -201,8 +210,14 @@ idx = st.selectbox(
 )
 q = questions[idx]
 st.markdown(
-    f"**{q['id']}** · {q['task'].replace('_', ' ')} · relation `{q['relation']}` · typicality "
-    f"{q['typicality']}" + ("" if q["scored"] else " · *fewer than 4 options: not scored*")
+    md(
+        "**{}** · {} · relation {} · typicality {}",
+        q["id"],
+        q["task"].replace("_", " "),
+        md_code(q["relation"]),
+        q["typicality"],
+    )
+    + ("" if q["scored"] else " · *fewer than 4 options: not scored*")
 )
 st.text(q["question"])
 st.dataframe(present.choices_table(q, preds), hide_index=True, key="iqa_choices")
@@ -210,14 +225,14 @@ for m in runs:
     p = preds[m][q["key"]]
     if p.get("raw") is not None or p.get("error"):
         st.caption(
-            f"{m} answered: `{p.get('raw')!s}`"
-            + (f" — error: {p['error']}" if p.get("error") else "")
+            md("{} answered: {}", m, md_code(p.get("raw")))
+            + (md(" — error: {}", p["error"]) if p.get("error") else "")
             + ("" if p["letter"] else " → no valid letter, counted wrong")
         )
 kb_methods = [m for m in runs if preds[m][q["key"]].get("retrieved")]
 if kb_methods:
     hits = preds[kb_methods[0]][q["key"]]["retrieved"]
-    st.markdown(f"**Retrieved KB intentions** (k = {len(hits)}, used by {', '.join(kb_methods)})")
+    st.markdown(md("**Retrieved KB intentions** (k = {}, used by {})", len(hits), ", ".join(kb_methods)))
     st.dataframe(
         present.retrieved_table(hits, kb.products["title"]),
         hide_index=True,
@@ -226,4 +241,4 @@ if kb_methods:
     )
     with st.expander("Full text of the retrieved intentions"):
         for i, h in enumerate(hits, 1):
-            st.markdown(f"{i}. **{h['score']:.3f}** · `{h['relation']}` · {h['intention']}")
+            st.markdown(md("{}. **{:.3f}** · {} · {}", i, h["score"], md_code(h["relation"]), h["intention"]))

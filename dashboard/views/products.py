@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.presenters.tables import page_slice
-from dashboard.presenters.text import clean_title, md_escape, verdict_badge
+from dashboard.presenters.text import clean_title, md, md_escape, verdict_badge
 from mind_core import images
 from mind_core.query import products as lookups
 
@@ -46,7 +46,7 @@ typed = st.text_input(
 if typed.strip():
     found = find(kb, kb_key, typed)
     if found.empty:
-        st.info(f"No product title contains all of: {typed.strip()!r}. Try fewer or other words.")
+        st.info(md("No product title contains all of: '{}'. Try fewer or other words.", typed.strip()))
     else:
         labels = {f"{clean_title(t)[:110]} · {a}": a for a, t in zip(found["asin"], found["title"])}
         pick = st.selectbox(
@@ -64,14 +64,14 @@ if not asin:
     st.write("Choose a product above, or start from one of the most connected products:")
     for a, n in most_connected(kb, kb_key):
         title = clean_title(kb.products["title"].get(a, ""))
-        if st.button(f"{title[:100] or a} · {n} intentions", key=f"top_{a}"):
+        if st.button(md("{} · {} intentions", title[:100] or a, n), key=f"top_{a}"):
             open_product(a)
             st.rerun()
     st.stop()
 
 product = kb.product(asin)
 if product is None:
-    st.warning(f"No product with ASIN {asin!r} in this KB. Search for it by title above.")
+    st.warning(md("No product with ASIN '{}' in this KB. Search for it by title above.", asin))
     st.stop()
 
 img_col, info_col = st.columns([1, 3])

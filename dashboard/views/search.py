@@ -7,8 +7,10 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.presenters.tables import page_slice, results_table
+from dashboard.presenters.text import md, md_escape
 from mind_core import query
 from mind_core.kb.export import EXPORT_FORMATS, export_frame
+from mind_core.kb.store import KBError
 from mind_core.query.facets import Facets
 from mind_core.query.semantic import index_available
 
@@ -79,18 +81,22 @@ if not text.strip():
     )
     st.stop()
 if mode != "keyword" and (missing := index_available(kb)):
-    st.error(missing)
+    st.error(md_escape(missing))
     st.stop()
 try:
     table, total, seconds = run_search(kb, kb_key, text, mode, k, facets)
+except KBError as err:  # a damaged embeddings.npy / index.faiss: what and how to rebuild, in one line
+    st.error(md_escape(ui.one_line(err)))
+    st.stop()
 except ValueError as err:
-    st.warning(str(err))
+    st.warning(md_escape(err))
     st.stop()
 
 if table.empty:
     hint = " or remove some facets" if facets.active else ""
     st.warning(
-        f"No intentions match {text.strip()!r} ({mode}). Try other words{hint}"
+        md("No intentions match '{}' ({}). Try other words", text.strip(), mode)
+        + hint
         + (", or semantic mode." if mode == "keyword" else ".")
     )
     st.stop()

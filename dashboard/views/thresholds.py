@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import ui
 from dashboard.presenters import threshold_charts as tc
 from dashboard.presenters import thresholds as present
+from dashboard.presenters.text import md_code
 from mind_core.kb.store import load_scores, rescore_signature
 from mind_core.query.aggregate import product_category_of_a
 from mind_core.query.products import product_index
@@ -47,14 +48,15 @@ if sc.attrs.get("missing_file"):
     inputs = " ".join(sorted({i["path"].rsplit("/", 1)[0] for i in kb.manifest.get("inputs", [])})) or "<data>"
     st.warning(
         "This KB was built before filter scores existed, so it has no grounding or typicality scores. "
-        f"Rebuild it (embeddings come from the cache): `python -m mind_core build-kb --input {inputs} "
-        f"--out {kb.path} --force`"
+        "Rebuild it (embeddings come from the cache): "
+        + md_code(f"python -m mind_core build-kb --input {inputs} --out {kb.path} --force")
     )
 available = available_scores(sc)
 if not available:
     st.info(
         "No row of this KB has a score yet. Rebuild it with build-kb --force (grounding, typicality), or run "
-        f"`python -m mind_core rescore --kb {kb.path} --backend …` to get the LVLM filter's P(yes)."
+        + md_code(f"python -m mind_core rescore --kb {kb.path} --backend …")
+        + " to get the LVLM filter's P(yes)."
     )
     st.stop()
 

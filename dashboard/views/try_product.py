@@ -9,10 +9,12 @@ import streamlit as st
 
 from dashboard import live_view, ui
 from dashboard.presenters.products import product_choices
-from dashboard.presenters.text import md_escape, verdict_badge
+from dashboard.presenters.text import md, md_code, md_escape, verdict_badge
+from mind_core import images
 from mind_core.distill import inputs, live
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
-from mind_core.kb.user import save_run, user_kb_path
+from mind_core.kb.store import KBError
+from mind_core.kb.user import annotator_root, save_run, user_kb_path
 from mind_core.query.semantic import index_available
 from mind_core.schema import RELATION_PHRASES, RELATIONS, flag_notes
 
@@ -95,15 +97,27 @@ def product_form(slot: str) -> inputs.ProductInput:
         accept_multiple_files=True,
         key=files_key,
     )
+    # only the files the run can use are read and decoded; the session keeps their bytes (at most MAX_UPLOADS files
+    # of maxUploadSize), never their pixels: decoded images live in the process's byte-bounded upload cache
     if files:
-        uploads = [inputs.read_upload(f.name, f.getvalue()) for f in files]
-        st.session_state[kept_key] = uploads
+        if len(files) > inputs.MAX_UPLOADS:
+            st.warning(
+                md(
+                    "Product {}: {} images uploaded; only the first {} are used (the others are not read).",
+                    slot,
+                    len(files),
+                    inputs.MAX_UPLOADS,
+                )
+            )
+        kept = [(f.name, f.getvalue()) for f in files[: inputs.MAX_UPLOADS]]
+        st.session_state[kept_key] = kept
     elif was_mounted:
-        st.session_state[kept_key] = uploads = []  # the user removed them
+        st.session_state[kept_key] = kept = []  # the user removed them
     else:  # the uploader was hidden (other source or page): its files come back from the session
-        uploads = st.session_state.get(kept_key, [])
-        if uploads:
-            st.caption("Images kept from before: " + ", ".join(md_escape(u.name) for u in uploads))
+        kept = st.session_state.get(kept_key, [])
+        if kept:
+            st.caption("Images kept from before: " + ", ".join(md_escape(name) for name, _ in kept))
+    uploads = [inputs.read_upload(name, data) for name, data in kept]
     for u in uploads:
         if u.error:
             st.error(f"**{md_escape(u.name)}**: {md_escape(u.error)}")
@@ -112,7 +126,7 @@ def product_form(slot: str) -> inputs.ProductInput:
     good = [u for u in uploads if u.ok][: inputs.MAX_UPLOADS]
     main = 0
     if good:
-        st.image([u.image for u in good], width=110, caption=[u.name for u in good])
+        st.image([images.thumbnail(u.image, 220) for u in good], width=110, caption=[u.name for u in good])
         if len(good) > 1:
             names = [u.name for u in good]
             main = names.index(
@@ -290,7 +304,7 @@ if not rows:
     st.stop()
 
 st.subheader("Results")
-st.caption(f"{len(rows)} intention(s) · source `{view.source}`")
+st.caption(md("{} intention(s) · source {}", len(rows), md_code(view.source)))
 st.dataframe(
     live_view.results_table(rows),
     hide_index=True,
@@ -306,8 +320,11 @@ similar = st.session_state.get("try_similar")
 if similar is None or similar[0] is not run or similar[1] != str(getattr(kb, "path", "")):
     found: dict = {}
     if kb is not None and index_available(kb) is None:
-        with st.spinner("Finding similar intentions in the KB…"):
-            found = live_view.similar_in_kb(kb, rows, k=3)
+        try:
+            with st.spinner("Finding similar intentions in the KB…"):
+                found = live_view.similar_in_kb(kb, rows, k=3)
+        except KBError as err:  # a damaged index or embeddings file: the run's results still show
+            st.warning(md("No similar intentions: {}", ui.one_line(err)))
     similar = (run, str(getattr(kb, "path", "")), found)
     st.session_state["try_similar"] = similar
 neighbours = similar[2]
@@ -328,25 +345,51 @@ for row in rows:
         if hits is not None and len(hits):
             with st.expander(f"Similar intentions already in the KB ({len(hits)})"):
                 for h in hits.itertuples():
-                    st.markdown(f"`{h.score:.2f}` **{h.relation}** {verdict_badge(h.verdict)} {md_escape(h.intention)}")
-                    st.caption(f"{md_escape(h.title_a)} + {md_escape(h.title_b)}")
+                    st.markdown(
+                        md("`{:.2f}` **{}** {} {}", h.score, h.relation, md(verdict_badge(h.verdict)), h.intention)
+                    )
+                    st.caption(md("{} + {}", h.title_a, h.title_b))
 
 products = [view.result.a, view.result.b] if view.result is not None else [run.a, run.b]
 st.subheader("Keep them")
+save_root, name_problem = None, None  # None: the one user KB of this machine (local mode)
+if base.is_shared:  # one folder for every visitor would mix their runs: one KB per name instead
+    annotator = st.text_input(
+        "Your name (saved runs are kept per name)", key="try_annotator", persist_state="session", max_chars=60
+    )
+    st.caption(
+        "This dashboard is shared: saved runs go into a KB of their own per name, under the user-data folder. "
+        "Names are not logins: anyone who types the same name shares that KB."
+    )
+    try:
+        save_root = annotator_root(annotator)
+    except ValueError as err:
+        name_problem = str(err)
+    else:
+        st.session_state[ui.MY_KB_KEY] = str(user_kb_path(save_root))  # the sidebar offers it to this session
 c1, c2, c3 = st.columns([2, 1, 2])
 if c1.button(
     "Save into my KB",
     key="try_save",
     type="primary",
-    help=f"Adds these rows to {user_kb_path()} (Parquet + FAISS index), which the sidebar lists.",
+    help=(
+        "Type your name first: saved runs are kept per name."
+        if name_problem
+        else md(
+            "Adds these rows to {} (Parquet + FAISS index), which the sidebar lists.", md_code(user_kb_path(save_root))
+        )
+    ),
 ):
-    try:
-        with st.spinner("Saving and indexing…"):
-            st.session_state["try_saved"] = (run, save_run(rows, products))
-    except Exception as err:  # a full disk, a permission problem: say so, keep the results
-        st.error(f"Could not save: {md_escape(err)}")
+    if name_problem:
+        st.error(md_escape(name_problem))
     else:
-        st.rerun()  # so the sidebar lists the user KB at once
+        try:
+            with st.spinner("Saving and indexing…"):
+                st.session_state["try_saved"] = (run, save_run(rows, products, root=save_root))
+        except Exception as err:  # a full disk, a permission problem: say so, keep the results
+            st.error(md("Could not save: {}", err))
+        else:
+            st.rerun()  # so the sidebar lists the user KB at once
 saved = st.session_state.get("try_saved")
 if saved is not None and saved[0] is run:
     st.success(saved[1].text())

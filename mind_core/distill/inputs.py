@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io as _io
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -68,19 +67,20 @@ def _normalisation_note(data: bytes) -> str | None:
     return "; ".join(notes) or None
 
 
-_upload_cache: dict[str, Upload] = {}
-_upload_lock = threading.Lock()
-_UPLOAD_CACHE_MAX = 32
+#: decoded uploads of every session of this process, bounded by their pixels' bytes (not by a count: a small PNG
+#: can decode to 120 MB)
+UPLOAD_CACHE_BYTES = 256 * 1024 * 1024
+_upload_cache = img.ImageCache(UPLOAD_CACHE_BYTES)
 
 
 def read_upload(
     name: str, data: bytes, *, max_bytes: int = img.MAX_IMAGE_BYTES, max_pixels: int = img.MAX_IMAGE_PIXELS
 ) -> Upload:
-    """Validate and decode one uploaded file (cached by content hash, so reruns do not decode again)."""
+    """Validate and decode one uploaded file (cached by content hash within :data:`UPLOAD_CACHE_BYTES`, so reruns
+    do not decode again)."""
     digest = hashlib.sha1(data).hexdigest()
     key = f"{digest}:{max_bytes}:{max_pixels}"
-    with _upload_lock:
-        hit = _upload_cache.get(key)
+    hit = _upload_cache.get(key)
     if hit is not None:
         return dataclasses.replace(hit, name=name)
     try:
@@ -89,10 +89,7 @@ def read_upload(
         up = Upload(name, error=str(err), digest=digest)
     else:
         up = Upload(name, image=image, note=_normalisation_note(data), digest=digest)
-    with _upload_lock:
-        if len(_upload_cache) >= _UPLOAD_CACHE_MAX:
-            _upload_cache.pop(next(iter(_upload_cache)))
-        _upload_cache[key] = up
+    _upload_cache.put(key, up, len(data) + (img.image_nbytes(up.image) if up.image is not None else 0))
     return up
 
 

@@ -77,6 +77,19 @@ def _rebuild_hint(kb_dir: Path, manifest: dict[str, Any]) -> str:
     return f"rebuild it with: python -m mind_core build-kb --input {inputs} --out {kb_dir} --force"
 
 
+#: what reading a damaged artifact raises: pyarrow (ArrowException subclasses OSError / ValueError), numpy
+#: (ValueError, EOFError), FAISS (RuntimeError)
+_READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError, pa.ArrowException)
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def damaged(kb_dir: Path, manifest: dict[str, Any], name: str, detail: object) -> KBError:
+    """``<name> is damaged: <what the reader said, one line, without the folder>; rebuild it with: build-kb …``."""
+    text = str(detail).strip().splitlines()[0] if str(detail).strip() else type(detail).__name__
+    text = text.replace(str(kb_dir / name), name).replace(str(kb_dir), "<kb>")[:200]
+    return KBError(f"{name} is damaged: {text}; {_rebuild_hint(kb_dir, manifest)}")
+
+
 def artifact_problem(kb_dir: Path, manifest: dict[str, Any]) -> str | None:
     """Cheap consistency check of the files against the manifest (sizes, row counts, index size)."""
     for name, meta in manifest.get("artifacts", {}).items():
@@ -163,8 +176,14 @@ class KnowledgeBase:
                 raise StaleIndexError(
                     f"KB at {self.path} is stale: {problem}; {_rebuild_hint(self.path, self.manifest)}"
                 )
-        self.intentions: pd.DataFrame = read_intentions_table(self.path, self.manifest).to_pandas()
-        products = read_intentions_table(self.path, self.manifest, PRODUCTS_FILE).to_pandas()
+        try:
+            self.intentions: pd.DataFrame = read_intentions_table(self.path, self.manifest).to_pandas()
+        except _READ_ERRORS as err:
+            raise damaged(self.path, self.manifest, INTENTIONS_FILE, err) from None
+        try:
+            products = read_intentions_table(self.path, self.manifest, PRODUCTS_FILE).to_pandas()
+        except _READ_ERRORS as err:
+            raise damaged(self.path, self.manifest, PRODUCTS_FILE, err) from None
         self.products: pd.DataFrame = products.set_index("asin", drop=False)
         for col in CATEGORY_COLUMNS:  # categories sorted, as astype("category") would give
             values = self.intentions[col]
@@ -197,7 +216,10 @@ class KnowledgeBase:
         if self._index is None:
             from mind_core.kb.index import apply_search_params, load_index
 
-            index = load_index(self.artifact(INDEX_FILE))
+            try:
+                index = load_index(self.artifact(INDEX_FILE))
+            except _READ_ERRORS as err:
+                raise damaged(self.path, self.manifest, INDEX_FILE, err) from None
             if index.ntotal != len(self.intentions):
                 raise StaleIndexError(
                     f"index at {self.path} has {index.ntotal} vectors but the KB has {len(self.intentions)} "
@@ -214,9 +236,26 @@ class KnowledgeBase:
 
     @property
     def embeddings(self) -> np.ndarray:
-        """float16 [n, dim], memory-mapped."""
+        """float16 [n, dim], memory-mapped. A file that is not the array the manifest describes is a
+        :class:`KBError` naming it as damaged (numpy alone would talk about pickled data)."""
         if self._embeddings is None:
-            emb = np.load(self.artifact(EMBEDDINGS_FILE), mmap_mode="r")
+            path = self.artifact(EMBEDDINGS_FILE)
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(len(NPY_MAGIC))
+                if head != NPY_MAGIC:
+                    raise damaged(self.path, self.manifest, EMBEDDINGS_FILE, "no NumPy header (overwritten or cut)")
+                emb = np.load(path, mmap_mode="r", allow_pickle=False)
+            except _READ_ERRORS as err:
+                raise damaged(self.path, self.manifest, EMBEDDINGS_FILE, err) from None
+            dim = self.manifest.get("embed_dim")
+            if emb.ndim != 2 or emb.dtype.kind != "f" or (dim and emb.shape[1] != dim):
+                raise damaged(
+                    self.path,
+                    self.manifest,
+                    EMBEDDINGS_FILE,
+                    f"a {emb.dtype} array of shape {emb.shape}, not [n, {dim}]",
+                )
             if emb.shape[0] != len(self.intentions):
                 raise StaleIndexError(
                     f"embeddings have {emb.shape[0]} rows, KB has {len(self.intentions)}; "
@@ -319,7 +358,10 @@ def load_scores(kb) -> pd.DataFrame:
     listed = SCORES_FILE in kb.manifest.get("artifacts", {})
     out.attrs["missing_file"] = not (listed and path.exists())
     if not out.attrs["missing_file"]:
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except _READ_ERRORS as err:
+            raise damaged(Path(kb.path), kb.manifest, SCORES_FILE, err) from None
         if table.num_rows != len(df):
             raise StaleIndexError(
                 f"{path} has {table.num_rows} rows, the KB has {len(df)}; rebuild it with build-kb --force"

@@ -4,11 +4,18 @@
 distill layout; the leading underscore keeps the folder out of the sidebar's KB list) and (re)builds the KB folder
 ``<user data>/my-products``, which the sidebar lists. Saves are serialised by a file lock, so two browser sessions
 saving at once both land.
+
+On a shared dashboard (README "Deployment and security") that one folder would mix every visitor's runs, so the
+page saves under ``<user data>/annotators/<name>/`` instead (:func:`annotator_root`; the name typed on the page,
+made a safe folder name by :func:`annotator_folder`). It separates people by name, not by login: anyone who types
+the same name shares that KB.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,9 @@ from mind_core.schema import INTENTION_COLUMNS, INTENTIONS_SCHEMA, PRODUCT_COLUM
 USER_KB_NAME = "my-products"
 #: Parquet parts the user KB is built from, under the user data folder
 USER_DATA_SUBDIR = "_distilled"
+#: per-name saved runs of a shared dashboard, under the user data folder
+ANNOTATORS_SUBDIR = "annotators"
+ANNOTATOR_MAX_LEN = 40
 
 
 @dataclass
@@ -43,6 +53,23 @@ class SaveReport:
 
 def user_data_dir(root: str | Path | None = None) -> Path:
     return Path(root) if root is not None else config.settings().user_data_dir
+
+
+def annotator_folder(name: str) -> str:
+    """A safe folder name for an annotator's name: ASCII letters (accents dropped) and digits, lower case, other
+    characters as single dashes, at most :data:`ANNOTATOR_MAX_LEN` characters. Raises ValueError for a name
+    with nothing left (empty, only punctuation)."""
+    ascii_ = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode("ascii")
+    folder = re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-")[:ANNOTATOR_MAX_LEN].strip("-")
+    if not folder:
+        raise ValueError("Type your name (letters or digits): saved runs are kept per name on this dashboard.")
+    return folder
+
+
+def annotator_root(name: str, root: str | Path | None = None) -> Path:
+    """The user data folder of one annotator: ``<user data>/annotators/<annotator_folder(name)>``, for
+    :func:`save_run` / :func:`user_kb_path` (``root=``)."""
+    return user_data_dir(root) / ANNOTATORS_SUBDIR / annotator_folder(name)
 
 
 def user_kb_path(root: str | Path | None = None, name: str = USER_KB_NAME) -> Path:

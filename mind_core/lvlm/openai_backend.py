@@ -15,7 +15,12 @@ llama.cpp server, OpenAI itself...).
 * A server that cannot be reached at all raises :class:`BackendError` naming the URL: at once when the first
   contact (``GET /models`` preflight) is refused, and during a batch when a request still cannot connect after
   its retries — so a batch stops cleanly and can resume later instead of filling the KB with errors.
-* The API key is sent as ``Authorization: Bearer``; it is never logged and ``repr()`` masks it.
+* The API key is sent as ``Authorization: Bearer``; it is never logged and ``repr()`` masks it. A rejected or
+  missing key is explained naming where the key came from (``api_key_source``: the variable of
+  ``--api-key-env``, ``OPENAI_API_KEY``, or a phrase such as "the API key field" on a page).
+* ``detailed_errors`` (default True): messages name the server's URL and quote what it answered (up to 500
+  characters), which helps whoever runs it. False (a shared dashboard, where visitors read the messages): they say
+  "the model server" and the HTTP status only; the detailed message goes to the log for the operator.
 
 Prefill (the forced answer opening, ``LVLMRequest.prefill``): servers differ, hence ``prefill_mode``:
 
@@ -63,6 +68,8 @@ log = logging.getLogger(__name__)
 
 PREFILL_MODES = ("auto", "continue")
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+#: how messages name the server when ``detailed_errors`` is off
+ANONYMOUS_SERVER = "the model server"
 
 
 class _Retryable(Exception):
@@ -76,7 +83,9 @@ class _Unreachable(Exception):
 
 
 class _RequestFailed(Exception):
-    pass
+    def __init__(self, message: str, server_text: str = ""):
+        super().__init__(message)
+        self.server_text = server_text
 
 
 def normalize_endpoint(endpoint: str) -> tuple[str, str]:
@@ -195,6 +204,12 @@ def _describe(opts: dict[str, Any]) -> str:
         ),
         BackendOption("concurrency", "parallel requests (default 8)", type=int, label="Parallel requests"),
         BackendOption(
+            "detailed_errors",
+            "name the URL and quote the server's answer in error messages (default on; off on a shared dashboard)",
+            type=lambda v: v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes", "on"),
+            cli=False,
+        ),
+        BackendOption(
             "timeout_s",
             "seconds to wait for one answer before it counts as timed out (default 120)",
             type=float,
@@ -230,6 +245,7 @@ class OpenAIBackend:
         top_logprobs: int = 20,
         extra_body: dict[str, Any] | None = None,
         preflight: bool = True,
+        detailed_errors: bool = True,
     ):
         import httpx
 
@@ -243,6 +259,7 @@ class OpenAIBackend:
             raise BackendError("max_retries must be >= 0")
         #: where the key came from, named in error hints (the key itself is never shown)
         self.api_key_source = api_key_source or DEFAULT_API_KEY_ENV
+        self.detailed_errors = bool(detailed_errors)
         self._api_key = api_key or None
         self.concurrency = int(concurrency)
         self.max_retries = int(max_retries)
@@ -291,9 +308,29 @@ class OpenAIBackend:
 
     # ----------------------------------------------------------------------------------------------------------
     def _auth_hint(self) -> str:
+        """What to do about a 401/403, naming where the key came from: ``$VAR`` for an environment variable
+        (``--api-key-env VAR``, ``OPENAI_API_KEY``), else the phrase given (e.g. "the API key field")."""
+        source = self.api_key_source
+        is_var = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source) is not None
+        where = f"${source}" if is_var else source
         if self._api_key:
-            return f"the server rejected the API key; check the key in ${self.api_key_source}"
-        return f"the server wants an API key; set it in ${self.api_key_source} (or pass --api-key-env VAR)"
+            return f"the server rejected the API key; check the key in {where}"
+        if is_var:
+            return f"the server wants an API key; set it in {where} (or pass --api-key-env VAR)"
+        return f"the server wants an API key; enter it in {where}"
+
+    def _say(self, message: str, detail: str = "") -> str:
+        """An error message: ``message`` with ``{url}`` / ``{base}`` filled in, then ``detail`` (what the server
+        said, a library's error). Without ``detailed_errors`` the server is "the model server" and ``detail`` is
+        left out; the full message is logged for the operator."""
+        full = message.replace("{url}", self.url).replace("{base}", self.base_url) + detail
+        if self.detailed_errors:
+            return full
+        log.warning("model server error: %s", full)
+        return message.replace("{url}", ANONYMOUS_SERVER).replace("{base}", ANONYMOUS_SERVER)
+
+    def _said(self, resp: Any) -> str:
+        return f": {_server_message(resp)}"
 
     def _get_models(self) -> Any:
         httpx = self._httpx
@@ -301,14 +338,18 @@ class OpenAIBackend:
         try:
             resp = self._client.get(url)
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+            if not self.detailed_errors:
+                raise BackendError(
+                    self._say("cannot reach {base}; it may be down: try again later", f" ({err})")
+                ) from None
             raise BackendError(
                 f"cannot reach the OpenAI-compatible server at {self.base_url} ({err}); is it "
                 "running and is --endpoint right?"
             ) from None
         except httpx.HTTPError as err:
-            raise BackendError(f"the server at {self.base_url} did not answer GET /models: {err}") from None
+            raise BackendError(self._say("{base} did not answer GET /models", f": {err}")) from None
         if resp.status_code in (401, 403):
-            raise BackendError(f"HTTP {resp.status_code} from {url}: {self._auth_hint()}")
+            raise BackendError(self._say(f"HTTP {resp.status_code} from {{base}}/models: {self._auth_hint()}"))
         return resp
 
     def _discover_model(self) -> str:
@@ -316,15 +357,17 @@ class OpenAIBackend:
         self._preflight_done = True
         if resp.status_code != 200:
             raise BackendError(
-                f"no --model given and GET {self.base_url}/models answered HTTP {resp.status_code}; "
-                "pass the model name the server serves with --model"
+                self._say(
+                    f"no --model given and GET {{base}}/models answered HTTP {resp.status_code}; "
+                    "pass the model name the server serves with --model"
+                )
             )
         try:
             ids = [m["id"] for m in resp.json().get("data", [])]
         except (ValueError, KeyError, TypeError, AttributeError):
             ids = []
         if not ids:
-            raise BackendError(f"no --model given and {self.base_url}/models lists no model; pass --model")
+            raise BackendError(self._say("no --model given and {base}/models lists no model; pass --model"))
         if len(ids) > 1:
             log.info(
                 "server at %s serves %d models; using %s (pass --model to choose)", self.base_url, len(ids), ids[0]
@@ -375,33 +418,38 @@ class OpenAIBackend:
         try:
             resp = self._client.post(self.url, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
-            raise _Unreachable(f"cannot connect to {self.url}: {err}") from None
+            raise _Unreachable(self._say("cannot connect to {url}", f": {err}")) from None
         except httpx.TimeoutException as err:
             raise _Retryable(
-                f"timed out after {self.timeout.read:g} s waiting for {self.url} ({type(err).__name__})"
+                self._say(f"timed out after {self.timeout.read:g} s waiting for {{url}} ({type(err).__name__})")
             ) from None
         except httpx.HTTPError as err:  # reset connections, protocol errors
-            raise _Retryable(f"{type(err).__name__} talking to {self.url}: {err}") from None
+            raise _Retryable(self._say(f"{type(err).__name__} talking to {{url}}", f": {err}")) from None
         code = resp.status_code
         if code == 429:
             raise _Retryable(
-                f"HTTP 429 rate limited by {self.url}: {_server_message(resp)}",
+                self._say("HTTP 429 rate limited by {url}", self._said(resp)),
                 _parse_retry_after(resp.headers.get("retry-after")),
             )
         if code >= 500:
             raise _Retryable(
-                f"HTTP {code} from {self.url}: {_server_message(resp)}",
+                self._say(f"HTTP {code} from {{url}}", self._said(resp)),
                 _parse_retry_after(resp.headers.get("retry-after")),
             )
         if code in (401, 403):
-            raise BackendError(f"HTTP {code} from {self.url}: {self._auth_hint()}")
+            raise BackendError(self._say(f"HTTP {code} from {{url}}: {self._auth_hint()}"))
         if code == 404:
+            if not self.detailed_errors:
+                raise BackendError(
+                    self._say("HTTP 404 from {url}: the configured model is not served", self._said(resp))
+                )
             raise BackendError(
                 f"HTTP 404 from {self.url}: {_server_message(resp)} — check the endpoint path "
                 f"(it should end in /v1) and the model name {self.model!r}"
             )
         if code >= 400:
-            raise _RequestFailed(f"HTTP {code} from {self.url}: {_server_message(resp)}")
+            said = _server_message(resp)
+            raise _RequestFailed(self._say(f"HTTP {code} from {{url}}", f": {said}"), server_text=said)
         try:
             data = resp.json()
             choice = data["choices"][0]
@@ -413,7 +461,9 @@ class OpenAIBackend:
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
             raise _Retryable(
-                f"malformed response from {self.url} ({type(err).__name__}: {err}); body starts {resp.text[:120]!r}"
+                self._say(
+                    "malformed response from {url}", f" ({type(err).__name__}: {err}); body starts {resp.text[:120]!r}"
+                )
             ) from None
         return data
 
@@ -438,7 +488,7 @@ class OpenAIBackend:
                 data = self._post_once(body)
                 break
             except _RequestFailed as err:
-                if want_lp and "logprob" in str(err).lower():
+                if want_lp and "logprob" in err.server_text.lower():
                     log.warning("server rejected logprobs; asking without them from now on (p_yes will be None)")
                     self._logprobs_ok = False
                     want_lp = False
@@ -449,8 +499,8 @@ class OpenAIBackend:
                 last_error = str(err)
                 if attempt >= self.max_retries:
                     raise BackendError(
-                        f"the server at {self.base_url} became unreachable: {last_error} (after "
-                        f"{attempt + 1} attempts); finished rows are kept, re-run to resume"
+                        self._say("{base} became unreachable", f": {last_error}")
+                        + f" (after {attempt + 1} attempts); finished rows are kept, re-run to resume"
                     ) from None
                 self._sleep_before_retry(attempt, None, stop)
             except _Retryable as err:

@@ -39,3 +39,23 @@ def test_lvlm_method_sends_the_api_key_from_the_environment(page, fake_openai):
     assert len(chats) >= 5
     assert {r["authorization"] for r in chats} == {"Bearer sk-iqa-env"}
     assert set(at.dataframe[0].value["method"]) == {"lvlm"}
+
+
+@pytest.mark.parametrize(
+    ("typed", "env_key", "named", "not_named"),
+    [
+        ("sk-typed-wrong", "", "the API key field", "$OPENAI_API_KEY"),  # issue 16 (12): it said $OPENAI_API_KEY
+        ("", "sk-env-wrong", "$OPENAI_API_KEY", "the API key field"),
+    ],
+)
+def test_a_rejected_key_is_named_by_where_it_came_from(page, fake_openai, typed, env_key, named, not_named):
+    fake_openai.set(api_key="sk-right")
+    at = page(MIND_BACKEND="openai", MIND_OPENAI_ENDPOINT=fake_openai.url, OPENAI_API_KEY=env_key)
+    at.text_input(key="iqa_api_key").set_value(typed)
+    at.multiselect(key="iqa_methods").set_value(["lvlm"])
+    at.number_input(key="iqa_n").set_value(5)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value.replace("\\", "") for e in at.error)
+    assert "401" in errors and named in errors and not_named not in errors
+    assert "sk-typed-wrong" not in errors and "sk-env-wrong" not in errors

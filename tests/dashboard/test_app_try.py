@@ -200,3 +200,63 @@ def test_a_typed_api_key_wins_over_the_environment(page, fake_openai):
     assert not at.exception, at.exception
     chats = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
     assert chats and {r["authorization"] for r in chats} == {"Bearer sk-typed"}
+
+
+def test_only_the_used_uploads_are_decoded_and_the_session_keeps_no_pixels(page, monkeypatch):
+    # issue 16 (4): every uploaded file was decoded and kept (pixels) in the session, not only the 4 used
+    from mind_core import images
+    from mind_core.distill import inputs
+
+    decoded = []
+    real = images.open_image
+
+    def counting(data, **kw):
+        decoded.append(len(data))
+        return real(data, **kw)
+
+    monkeypatch.setattr(images, "open_image", counting)
+    at = page()
+    files = [(f"f{i}.png", _png((i, 123, 45)), "image/png") for i in range(inputs.MAX_UPLOADS + 3)]
+    _fill(at, "A", "Mug", files)
+    at.run()
+    assert not at.exception, at.exception
+    assert len(decoded) == inputs.MAX_UPLOADS
+    assert any("only the first 4 are used" in w.value.replace("\\", "") for w in at.warning)
+    kept = at.session_state["try_A_kept"]
+    assert len(kept) == inputs.MAX_UPLOADS
+    assert not any(isinstance(v, Image.Image) or hasattr(v, "image") for item in kept for v in item)
+
+
+def _saved_by(page, fake_openai, name: str | None, tmp_path):
+    env = {"MIND_SHARED": "1", "MIND_BACKEND": "openai", "MIND_ENDPOINTS": fake_openai.url}
+    at = page(**env)
+    _fill(at, "A", "Red mug", [("a.png", _png((201, 0, 0)), "image/png")])
+    _fill(at, "B", "Blue coaster", [("b.png", _png((0, 0, 201)), "image/png")])
+    at.multiselect(key="try_relations").set_value(["usedFor"]).run()
+    at = _run_to_end(at)
+    assert not at.exception, at.exception
+    if name is not None:
+        at.text_input(key="try_annotator").set_value(name)
+    at.button(key="try_save").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_shared_mode_saves_runs_per_annotator(page, fake_openai, tmp_path):
+    # issue 16 (14): "My KB" was one folder for every visitor of a shared dashboard
+    user = tmp_path / "user"
+    at = _saved_by(page, fake_openai, None, tmp_path)
+    assert any("Type your name" in e.value for e in at.error)
+    assert not (user / "my-products").exists()
+    assert any("per name" in c.value for c in at.caption)  # the page says how saved runs are kept
+
+    at = _saved_by(page, fake_openai, "Anna", tmp_path)
+    assert "Saved (1 new)" in _text(at)
+    anna = user / "annotators" / "anna" / "my-products"
+    assert (anna / "manifest.json").exists() and not (user / "my-products").exists()
+    assert str(anna) in at.selectbox(key="kb_select").options  # her KB is offered to her session
+
+    at = _saved_by(page, fake_openai, "Ben", tmp_path)
+    ben = user / "annotators" / "ben" / "my-products"
+    assert (ben / "manifest.json").exists()
+    assert str(anna) not in at.selectbox(key="kb_select").options  # not Anna's

@@ -115,3 +115,28 @@ def test_precomputed_vectors(small_input_dir, tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(KBError, match="not a readable .npy"):
         build_kb([small_input_dir], tmp_path / "kb3", vectors=tmp_path / "obj.npy", progress=False)
+
+
+def _garble(path, keep: int = 0) -> None:
+    """Overwrite ``path`` with noise of the same size (the manifest's size check still passes)."""
+    size = path.stat().st_size
+    data = path.read_bytes()[:keep] + np.random.default_rng(0).integers(0, 256, size - keep, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+
+
+def test_damaged_artifacts_are_a_clear_kb_error(small_input_dir, tmp_path, monkeypatch):
+    # issue 16 (7): numpy said "Cannot load file containing pickled data when allow_pickle=False"
+    monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "cache"))  # no Arrow copy of the tables to fall back on
+    out = tmp_path / "kb"
+    build_kb([small_input_dir], out, progress=False)
+    _garble(out / "embeddings.npy")
+    kb = KnowledgeBase(out)
+    with pytest.raises(KBError) as err:
+        kb.embeddings  # noqa: B018
+    msg = str(err.value)
+    assert msg.startswith("embeddings.npy is damaged:") and "build-kb" in msg and "--force" in msg
+    assert "pickle" not in msg
+    _garble(out / "intentions.parquet")
+    monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "fresh-cache"))  # the Arrow copy would still be good
+    with pytest.raises(KBError, match=r"^intentions.parquet is damaged: .*build-kb .*--force"):
+        KnowledgeBase(out)

@@ -70,3 +70,18 @@ def test_save_into_the_user_kb_and_export(tmp_path, monkeypatch):
     jl = pd.read_json(io.BytesIO(export_rows(rows, "jsonl", products)), lines=True)
     pq_ = pd.read_parquet(io.BytesIO(export_rows(rows, "parquet", products)))
     assert len(jl) == len(pq_) == 2 and list(pq_["intention_id"]) == [r["intention_id"] for r in rows]
+
+
+def test_annotator_folders_are_sanitised(tmp_path):
+    # issue 16 (14): on a shared dashboard each name gets its own saved runs
+    from mind_core.kb.user import annotator_folder, annotator_root, user_kb_path
+
+    assert annotator_folder("  Anna Müller ") == "anna-muller"
+    assert annotator_folder("../../etc/passwd") == "etc-passwd"
+    assert annotator_folder("x" * 200) == "x" * 40
+    for bad in ("", "   ", "../..", "///"):
+        with pytest.raises(ValueError, match="name"):
+            annotator_folder(bad)
+    root = annotator_root("Anna", tmp_path)
+    assert root == tmp_path / "annotators" / "anna" and root.resolve().is_relative_to(tmp_path.resolve())
+    assert user_kb_path(root) == tmp_path / "annotators" / "anna" / USER_KB_NAME

@@ -295,3 +295,74 @@ def test_endpoint_forms_and_factory_errors():
         make_backend("transformers")
     with pytest.raises(BackendError, match="prefill_mode"):
         make_backend("openai", endpoint="http://127.0.0.1:9/v1", model="m", prefill_mode="sometimes")
+
+
+# --- issue 16: a shared dashboard echoes no server answer; the key hint names the key's real source ------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "server_text"),
+    [
+        ("404", "does not exist or route"),
+        ("400", "maximum context length"),
+        ("fail_500", "internal server error (fake)"),
+        ("malformed_json", "trunc"),
+    ],
+)
+def test_without_detailed_errors_no_server_text_or_address_is_echoed(fake_openai, mode, server_text):
+    fake_openai.set(mode=mode, fail_times=99)
+    port = str(fake_openai.port)
+    with _backend(fake_openai, max_retries=0) as detailed:  # the CLI and a local dashboard: the details help
+        try:
+            (resp,) = detailed.generate([_filter_req()], GenParams())
+            shown = resp.error
+        except BackendError as err:
+            shown = str(err)
+    assert server_text in shown and port in shown
+    with _backend(fake_openai, max_retries=0, detailed_errors=False) as quiet:  # a shared dashboard
+        try:
+            (resp,) = quiet.generate([_filter_req()], GenParams())
+            shown = resp.error
+        except BackendError as err:
+            shown = str(err)
+    assert shown and server_text not in shown and port not in shown and "127.0.0.1" not in shown
+    assert "the model server" in shown
+
+
+def test_an_unreachable_server_without_details_is_not_named():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BackendError) as err:
+        make_backend("openai", endpoint=f"http://127.0.0.1:{port}/v1", detailed_errors=False)
+    assert str(port) not in str(err.value) and "the model server" in str(err.value)
+
+
+def test_the_auth_hint_names_where_the_key_came_from(fake_openai):
+    fake_openai.set(api_key="right")
+    hints = {}
+    for source in ("MYKEY", "the API key field"):
+        with _backend(fake_openai, api_key="wrong", api_key_source=source) as be, pytest.raises(BackendError) as err:
+            be.generate([_filter_req()], GenParams())
+        hints[source] = str(err.value)
+    assert "$MYKEY" in hints["MYKEY"] and "OPENAI_API_KEY" not in hints["MYKEY"]
+    assert "the API key field" in hints["the API key field"] and "$" not in hints["the API key field"]
+    with _backend(fake_openai, api_key_source="the API key field") as be, pytest.raises(BackendError) as err:
+        be.generate([_filter_req()], GenParams())  # no key at all, on a page: no CLI advice
+    assert "the API key field" in str(err.value) and "--api-key-env" not in str(err.value)
+
+
+def test_cli_401_names_the_variable_of_api_key_env(fake_openai, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from mind_core.cli.main import main as cli_main
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "amazon_meta_sample.json.gz"
+    fake_openai.set(api_key="the-right-key")
+    monkeypatch.setenv("MYKEY", "a-wrong-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "another-wrong-key")
+    args = ["distill", "--metadata", str(fixture), "--out", str(tmp_path / "o"), "--backend", "openai"]
+    args += ["--endpoint", fake_openai.url, "--model", "m", "--max-pairs", "1", "--relations", "usedFor"]
+    assert cli_main([*args, "--api-key-env", "MYKEY"]) == 2
+    err = capsys.readouterr().err
+    assert "401" in err and "$MYKEY" in err and "OPENAI_API_KEY" not in err and "a-wrong-key" not in err
