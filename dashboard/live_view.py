@@ -12,7 +12,7 @@ from PIL import Image
 
 from mind_core.distill.live import LiveRun
 from mind_core.distill.pipeline import PairResult
-from mind_core.schema import verdict_label
+from mind_core.schema import intention_body, verdict_label
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("describe", "Stage 1 · describe each product"),
@@ -153,7 +153,7 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
             "relation": [r["relation"] for r in rows],
             "verdict": [verdict_label(r.get("verdict")) for r in rows],
             "p_yes": [r.get("p_yes") for r in rows],
-            "intention": [r["intention"] for r in rows],
+            "intention": [intention_body(r["intention"]) for r in rows],
             "reason": [r.get("reason") or "" for r in rows],
             "flags": [r.get("flags") or "" for r in rows],
         },
@@ -175,6 +175,7 @@ def similar_in_kb(kb, rows: list[dict], k: int = 3) -> dict[str, pd.DataFrame]:
     for r, res in zip(rows, similar_intentions(kb, [r["intention"] for r in rows], k=k + 1)):
         h = res.hits[res.hits["intention_id"].astype(str) != r["intention_id"]].head(k)
         h = with_titles(kb, h)
+        h = h.assign(intention=[intention_body(t) for t in h["intention"]])
         out[r["intention_id"]] = h[["score", "relation", "verdict", "intention", "title_a", "title_b"]].reset_index(
             drop=True
         )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from dashboard.presenters.text import plot_text
 from mind_core.eval.intentionqa import LETTERS
+from mind_core.schema import intention_body
 
 
 def accuracy_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -119,4 +120,5 @@ def retrieved_table(hits: list[dict], titles: pd.Series) -> pd.DataFrame:
     """The KB intentions retrieved for a question: score, weight, relation, both products, intention."""
     df = pd.DataFrame(hits)
     df["products"] = [" + ".join(str(titles.get(a, a))[:60] for a in pid.split("|")) for pid in df["pair_id"]]
+    df["intention"] = [intention_body(t) for t in df["intention"]]  # the full text is in the page's details
     return df[["score", "weight", "relation", "products", "intention"]]

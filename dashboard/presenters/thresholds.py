@@ -8,7 +8,7 @@ import pandas as pd
 
 from dashboard.presenters.text import clean_title
 from mind_core.query.products import titles_of
-from mind_core.schema import NO, YES, verdict_codes, verdict_label
+from mind_core.schema import NO, YES, intention_body, verdict_codes, verdict_label
 from mind_core.scores.metrics import ThresholdMetrics
 
 
@@ -77,7 +77,7 @@ def flips_table(kb, rows: np.ndarray, scores: np.ndarray, kept_by: str) -> pd.Da
             "kept only at": kept_by,
             "relation": part["relation"].astype(object).to_numpy(),
             "verdict": [verdict_label(v) for v in part["verdict"].astype(object)],
-            "intention": part["intention"].astype(object).to_numpy(),
+            "intention": [intention_body(t) for t in part["intention"].astype(object)],
             "reason": part["reason"].astype(object).to_numpy(),
             "title A": [clean_title(t) for t in titles_of(kb, part["asin_a"])],
             "title B": [clean_title(t) for t in titles_of(kb, part["asin_b"])],

@@ -7,12 +7,13 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.presenters import charts
-from dashboard.presenters.tables import results_table
+from dashboard.presenters.tables import HIDDEN, results_table
 from dashboard.presenters.text import hover_escape, md_escape
 from mind_core.kb.store import KBError
 from mind_core.query import aggregate, embedmap
 from mind_core.query.keyword import keyword_index
 from mind_core.query.products import product_index
+from mind_core.schema import intention_body
 
 kb = ui.render_sidebar()
 st.title("Intention categories")
@@ -109,7 +110,7 @@ if m is not None:
         if color_by == "topic cluster"
         else kb.intentions["relation"].astype(object).to_numpy()[m.rows]
     )
-    hover = [hover_escape(t) for t in kb.intentions["intention"].iloc[m.rows]]
+    hover = [hover_escape(intention_body(t)) for t in kb.intentions["intention"].iloc[m.rows]]
     chart(charts.fig_map(m, color, color_by, hover), "map_chart", "map")
     st.caption(
         "Topic clusters: FAISS spherical k-means (12) on the sampled embeddings, labelled by class-based "
@@ -137,5 +138,5 @@ st.dataframe(
     hide_index=True,
     width="stretch",
     key="category_rows",
-    column_config={"intention": st.column_config.TextColumn(width="large")},
+    column_config={"intention": st.column_config.TextColumn(width="large"), **HIDDEN},
 )

@@ -10,6 +10,7 @@ from dashboard.presenters.tables import page_slice
 from dashboard.presenters.text import clean_title, md, md_escape, verdict_badge
 from mind_core import images
 from mind_core.query import products as lookups
+from mind_core.schema import intention_body
 
 PARTNERS_PER_PAGE = 10
 
@@ -115,7 +116,17 @@ for prow in partners.iloc[start:stop].itertuples(index=False):
             st.rerun()
         pair_rows = rows[rows["partner"] == prow.asin].sort_values("relation", kind="stable")
         for r in pair_rows.itertuples(index=False):
-            st.markdown(f"{verdict_badge(r.verdict)} **{md_escape(r.relation)}** — {md_escape(r.intention)}")
-            if isinstance(r.reason, str) and r.reason.strip():
-                with st.expander("Filter's reason"):
-                    st.markdown(md_escape(r.reason))
+            body = intention_body(r.intention)
+            st.markdown(f"{verdict_badge(r.verdict)} **{md_escape(r.relation)}** — {md_escape(body)}")
+            has_reason = isinstance(r.reason, str) and bool(r.reason.strip())
+            tail = r.tail if isinstance(r.tail, str) and r.tail.strip() else None
+            if has_reason or body != r.intention or tail:
+                label = (
+                    "Details: full text" + (", filter's reason" if has_reason else "") + (", lineage" if tail else "")
+                )
+                with st.expander(label):
+                    st.markdown(md("**Intention (full text)**: {}", r.intention))
+                    if has_reason:
+                        st.markdown(md("**Filter's reason**: {}", r.reason))
+                    if tail:
+                        st.caption(md("Sampled from the FolkScope assertion: {}", tail))

@@ -6,7 +6,7 @@ import math
 import streamlit as st
 
 from dashboard import ui
-from dashboard.presenters.tables import page_slice, results_table
+from dashboard.presenters.tables import HIDDEN, export_view, page_slice, results_table
 from dashboard.presenters.text import md, md_escape
 from mind_core import query
 from mind_core.kb.export import EXPORT_FORMATS, export_frame
@@ -121,6 +121,7 @@ event = st.dataframe(
         "intention": st.column_config.TextColumn(width="large"),
         "score": st.column_config.NumberColumn(format="%.3f"),
         "p_yes": st.column_config.NumberColumn("P(yes)", format="%.2f"),
+        **HIDDEN,
     },
 )
 selected = event.selection.rows if event is not None else []
@@ -131,7 +132,7 @@ e1, e2 = st.columns([1, 3])
 fmt = e1.selectbox("Export format", EXPORT_FORMATS, key="export_fmt")
 e2.download_button(
     f"Export these {len(shown)} rows as {fmt.upper()}",
-    export_frame(shown, fmt),
+    export_frame(export_view(shown), fmt),  # the full intention text
     file_name=f"mind-search-{mode}.{fmt}",
     mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[fmt],
     key="export",

@@ -64,3 +64,17 @@ def test_results_table_titles(sample_kb):
     nook = sample_kb.intentions[sample_kb.intentions["asin_b"] == "0594296420"].assign(score=1.0)
     assert len(nook) == 1  # title "Barnes &amp; Noble Power Adapter…" in the metadata
     assert results_table(nook, sample_kb.products["title"])["title_b"].iloc[0].startswith("Barnes & Noble Power")
+
+
+def test_tables_show_the_informative_part_and_export_the_full_text(sample_kb):
+    from dashboard.presenters.tables import export_view
+
+    hits = sample_kb.intentions.head(5).assign(score=1.0)
+    table = results_table(hits, sample_kb.products["title"])
+    full = hits["intention"].tolist()
+    assert all(t.startswith("The potential co-buy intention") for t in full)
+    assert table["intention_full"].tolist() == full
+    assert not any(t.startswith("The potential co-buy intention") for t in table["intention"])
+    assert table["intention"].iloc[0].startswith("The consumer is looking for a versatile and stylish winter hat")
+    exported = export_view(table)
+    assert exported["intention"].tolist() == full and "intention_full" not in exported

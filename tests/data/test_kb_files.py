@@ -148,3 +148,43 @@ def test_truncated_gzip_is_reported(tmp_path):
     (tmp_path / "intentions.jsonl.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValidationError, match="unreadable after line"):
         load_inputs([tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("text", "body"),
+    [
+        ("The potential co-buy intention for these two products could be that the buyer hikes.", "The buyer hikes."),
+        ("The potential co-buy intention could be they are both used for hiking.", "They are both used for hiking."),
+        (
+            "The potential co-buy intention for people purchasing the Cisco SG200 Switch and the Tripp Lite Patch "
+            "Panel simultaneously could be to build a rack.",
+            "To build a rack.",
+        ),
+        (
+            "The potential co-buy intention for these two products is that they are both dancewear.",
+            "They are both dancewear.",
+        ),
+        (
+            "The potential co-buy intention for these two products, the A and the B, could be for camping.",
+            "For camping.",
+        ),
+        ("**The potential co-buy intention could be** that it rains.", "It rains."),
+        ("They are both used for hiking.", "They are both used for hiking."),  # no opening: unchanged
+        ("The potential co-buy intention could be", "The potential co-buy intention could be"),  # nothing after it
+        ("", ""),
+    ],
+)
+def test_intention_body_strips_minds_opening(text, body):
+    from mind_core.schema import intention_body
+
+    assert intention_body(text) == body
+
+
+def test_intention_body_of_the_whole_sample():
+    from mind_core.schema import intention_body
+
+    rows = [json.loads(line) for line in (SAMPLE / "intentions.jsonl").read_text(encoding="utf-8").splitlines()]
+    bodies = [intention_body(r["intention"]) for r in rows]
+    assert sum(b != r["intention"] for b, r in zip(bodies, rows)) == len(rows)  # every sample row has the opening
+    assert not any("co-buy intention" in b[:60].lower() for b in bodies)
+    assert all(b[:1].isupper() or not b[:1].isalpha() for b in bodies)
