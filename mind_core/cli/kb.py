@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mind_core.cli.common import UserError, add_kb_arg, open_kb, positive
 from mind_core.kb.build import DEFAULT_EMBED_TEXT, EMBED_TEXTS
@@ -249,7 +250,7 @@ def _read_queries(name: str) -> list[str]:
         text = sys.stdin.read()
     else:
         try:
-            text = open(name, encoding="utf-8").read()  # noqa: SIM115 - read at once
+            text = Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise UserError(f"--queries {name}: cannot read ({err})") from None
     queries = [line.strip() for line in text.splitlines() if line.strip()]

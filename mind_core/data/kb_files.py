@@ -18,7 +18,7 @@ Every row is validated. A bad row stops loading with a message naming file, line
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,16 +224,10 @@ def _too_long(row: Any, limit: int, where: dict, prefix: str = "") -> None:
 
 
 def iter_jsonl(
-    path: Path, report: LoadReport, skip_bad: bool, max_field_chars: int = 100_000
+    path: Path, bad: Callable[[ValidationError], None], max_field_chars: int = 100_000
 ) -> Iterator[tuple[dict, dict]]:
-    """Yield (row, where) for every non-blank line; bad JSON, bytes that are not UTF-8 and over-long lines raise
-    or are counted."""
-
-    def bad(err: ValidationError) -> None:
-        if not skip_bad:
-            raise err
-        report.add_error(err)
-
+    """Yield (row, where) for every non-blank line; bad JSON, bytes that are not UTF-8 and over-long lines go to
+    ``bad`` (which raises, or counts and returns)."""
     for lineno, line in iter_text_lines(path, on_bad=bad):
         where = {"path": str(path), "line": lineno}
         if len(line) > max_field_chars * _LINE_FACTOR:
@@ -435,7 +429,7 @@ class InputReader:
             return
         is_products = _is_products_file(path)
         report.layouts[str(path)] = "jsonl-products" if is_products else "jsonl"
-        for row, where in iter_jsonl(path, report, self.skip_bad, self.max_field_chars):
+        for row, where in iter_jsonl(path, self._bad, self.max_field_chars):
             if is_products:
                 self._take_product(row, where)
             elif (rec := self._take_intention(row, where)) is not None:

@@ -151,7 +151,7 @@ def build_kb(
     from mind_core import config
     from mind_core.data.kb_files import InputReader
     from mind_core.kb.embed import canonical_model_name, default_model_name, get_embedder, resolve_backend
-    from mind_core.kb.index import choose_spec
+    from mind_core.kb.index import INDEX_KINDS
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -185,7 +185,8 @@ def build_kb(
             "unchanged", "inputs, options and artifacts match the manifest", manifest, time.perf_counter() - t0
         )
     log.info("building KB in %s: %s", out, reason)
-    choose_spec(index_kind, 10**9)  # an unknown kind fails now, before any work
+    if index_kind not in INDEX_KINDS:  # fail now, before any work
+        raise ValueError(f"unknown index kind {index_kind!r}; choose one of {', '.join(INDEX_KINDS)}")
     try:  # a bad --embed-model fails here, before the input is read
         embedder = get_embedder(embed_model, backend, device=device, threads=threads)
     except ValueError as err:

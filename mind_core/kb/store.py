@@ -354,7 +354,7 @@ def load_scores(kb) -> pd.DataFrame:
     out["typicality"] = np.nan
     out["verdict_rescored"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     out["rescore_source"] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    path = kb.artifact(SCORES_FILE) if hasattr(kb, "artifact") else Path(kb.path) / SCORES_FILE
+    path = kb.artifact(SCORES_FILE)
     listed = SCORES_FILE in kb.manifest.get("artifacts", {})
     out.attrs["missing_file"] = not (listed and path.exists())
     if not out.attrs["missing_file"]:

@@ -27,3 +27,22 @@ def open_page(sample_kb_dir, monkeypatch, tmp_path):
         return at.run()
 
     return make
+
+
+@pytest.fixture()
+def run_iqa_lvlm():
+    """``run_iqa_lvlm(at, fake_openai, n=5)``: see :func:`_run_iqa_lvlm`."""
+    return _run_iqa_lvlm
+
+
+def _run_iqa_lvlm(at, fake_openai, n: int = 5) -> set[str]:
+    """On an opened IntentionQA page: run the ``lvlm`` method on ``n`` questions, check the page shows no error,
+    and return the Authorization headers the fake server received for chat completions."""
+    at.multiselect(key="iqa_methods").set_value(["lvlm"])
+    at.number_input(key="iqa_n").set_value(n)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    chats = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
+    assert len(chats) >= n
+    return {r["authorization"] for r in chats}

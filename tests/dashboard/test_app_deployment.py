@@ -75,7 +75,9 @@ def test_shared_mode_without_configured_servers_offers_only_the_offline_fallback
     assert at.radio(key="try_backend").options == ["offline fallback (no GPU, text only)"]
 
 
-def test_shared_mode_sends_the_key_to_configured_endpoints_and_echoes_no_server_text(open_page, fake_openai):
+def test_shared_mode_sends_the_key_to_configured_endpoints_and_echoes_no_server_text(
+    open_page, fake_openai, run_iqa_lvlm
+):
     fake_openai.set(api_key="sk-operator")
     env = {
         "MIND_SHARED": "1",
@@ -84,13 +86,7 @@ def test_shared_mode_sends_the_key_to_configured_endpoints_and_echoes_no_server_
         "OPENAI_API_KEY": "sk-operator",
     }
     at = open_page(IQA, **env)
-    at.multiselect(key="iqa_methods").set_value(["lvlm"])
-    at.number_input(key="iqa_n").set_value(5)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    chats = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
-    assert chats and {r["authorization"] for r in chats} == {"Bearer sk-operator"}
+    assert run_iqa_lvlm(at, fake_openai) == {"Bearer sk-operator"}
 
     fake_openai.set(mode="404")  # its answer names the route and the model: a visitor must not read it
     at.number_input(key="iqa_seed").set_value(1)

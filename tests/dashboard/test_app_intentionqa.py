@@ -24,20 +24,13 @@ def test_overlap_and_embed_methods_give_accuracies(page):
     assert summary["accuracy"].between(0, 1).all()
 
 
-def test_lvlm_method_sends_the_api_key_from_the_environment(page, fake_openai):
+def test_lvlm_method_sends_the_api_key_from_the_environment(page, fake_openai, run_iqa_lvlm):
     # issue 11 (a): the IntentionQA page sent no API key at all
     fake_openai.set(api_key="sk-iqa-env")
     at = page(MIND_BACKEND="openai", MIND_OPENAI_ENDPOINT=fake_openai.url, OPENAI_API_KEY="sk-iqa-env")
     assert not at.exception, at.exception
     assert at.radio(key="iqa_backend").value == "openai"
-    at.multiselect(key="iqa_methods").set_value(["lvlm"])
-    at.number_input(key="iqa_n").set_value(5)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    chats = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
-    assert len(chats) >= 5
-    assert {r["authorization"] for r in chats} == {"Bearer sk-iqa-env"}
+    assert run_iqa_lvlm(at, fake_openai) == {"Bearer sk-iqa-env"}
     assert set(at.dataframe[0].value["method"]) == {"lvlm"}
 
 
