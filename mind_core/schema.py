@@ -116,6 +116,8 @@ FLAG_TEXT: dict[str, str] = {
     "one_image": "only one product had an image",
     "filter_unparsed": "the filter answer began with neither yes nor no",
     "not_filtered": "the filter did not run (stopped or failed)",
+    "critic_verdict": "the verdict is the learned critic's (P(keep) >= threshold), not the LVLM filter's",
+    "lvlm_disagrees": "the LVLM filter answered the other way (its answer is the reason)",
 }
 
 

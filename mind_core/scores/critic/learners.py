@@ -60,7 +60,7 @@ def fit_linear(x, y: np.ndarray, *, C: float = 1.0, max_iter: int = 2000, start:
 
     theta0 = np.zeros(d + 1) if start is None else np.append(start.w.astype(np.float64), start.b)
     res = minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    return Linear(res.x[:d].astype(np.float32), float(res.x[d]))
+    return Linear(res.x[:d].astype(np.float32), float(np.float32(res.x[d])))  # float32: as saved
 
 
 @dataclass
@@ -93,7 +93,9 @@ def _torch_input(x, torch):
     if sp.issparse(x):
         coo = sp.coo_matrix(x)
         idx = np.vstack([coo.row, coo.col]).astype(np.int64)
-        return torch.sparse_coo_tensor(torch.from_numpy(idx), torch.from_numpy(coo.data.astype(np.float32)), coo.shape)
+        return torch.sparse_coo_tensor(
+            torch.from_numpy(idx), torch.from_numpy(coo.data.astype(np.float32)), coo.shape, check_invariants=False
+        )
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
