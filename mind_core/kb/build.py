@@ -95,6 +95,7 @@ def build_kb(
     ``cuda``. Before encoding, the embedding cache is seeded from the vectors an input folder ships
     (:func:`seed_from_inputs`), so the vendored sample is built without encoding anything."""
     from mind_core.data.kb_files import expand_inputs, load_inputs
+    from mind_core.kb.critic import build_hook as critic_build_hook
     from mind_core.kb.embed import canonical_model_name, default_model_name, get_embedder, resolve_backend
     from mind_core.kb.index import build_index, choose_spec, save_index
     from mind_core.scores.build import write_build_scores
@@ -174,6 +175,7 @@ def build_kb(
         progress=progress,
     )
     encoded_pairs = embedder.last_encoded if not vectors else 0
+    scores_info["critic"] = critic_build_hook(out / SCORES_FILE, loaded.intentions, loaded.products, vecs, embedder)
 
     artifacts = {
         name: {"bytes": (out / name).stat().st_size}
