@@ -190,6 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from mind_core.kb.critic import score_kb
+    from mind_core.kb.store import KBError
     from mind_core.scores.critic import CriticError, load_critic
     from mind_core.scores.metrics import roc_auc
 
@@ -204,7 +205,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             print(f"{kb.path} already has the scores of {folder}", file=sys.stderr)
             return 0
         info = score_kb(kb, critic)
-    except CriticError as err:
+    except (CriticError, KBError) as err:
         raise UserError(str(err)) from None
     auc = roc_auc(kb.scores["critic"], kb.intentions["verdict"])
     print(

@@ -104,3 +104,10 @@ def test_user_errors_exit_2(plain_kb, tmp_path, capsys):
     assert main(["critic", "train", "--kb", str(tmp_path / "missing"), "--out", str(tmp_path / "m")]) == 2
     assert main(["critic", "train", "--kb", str(plain_kb), "--out", str(tmp_path / "m"), "--labels-file", "x"]) == 2
     assert "--labels-file goes with --labels human" in capsys.readouterr().err
+    manifest = json.loads((plain_kb / "manifest.json").read_text())  # a KB built before scores existed
+    del manifest["artifacts"]["scores.parquet"]
+    (plain_kb / "manifest.json").write_text(json.dumps(manifest))
+    from mind_core.config import DEFAULT_CRITIC_DIR
+
+    assert main(["critic", "score", "--kb", str(plain_kb), "--model", str(DEFAULT_CRITIC_DIR)]) == 2
+    assert "rebuild it with build-kb --force" in capsys.readouterr().err
