@@ -25,7 +25,7 @@ def test_thresholds_page_in_chromium(sample_kb_dir):
             "Counts per relation",
             "The paper's rule, for reference",
             "1,487 of 3,397",
-            "critic P(keep) (learned)",
+            "P(keep) of a critic learned from a KB's verdicts",  # the page opens on the critic
             "At MIND's kept share",
             "Reliability of critic",
         ):
