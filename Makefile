@@ -30,6 +30,8 @@ install-dev: $(VENV)/.installed-dev
 ## build (or verify: a no-op when unchanged) the sample KB + FAISS index from the vendored data
 kb: $(VENV)/.installed
 	$(PY) -m mind_core build-kb --input data/mind_sample --out $(KB)
+	# a KB built before the critic existed gets the shipped critic's scores (a no-op when it has them)
+	$(PY) -m mind_core critic score --kb $(KB) --if-missing
 
 ## start the dashboard on http://localhost:$(PORT) (local mode; ADDRESS=0.0.0.0 serves other machines: shared mode)
 run: kb

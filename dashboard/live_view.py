@@ -50,6 +50,8 @@ class RunView:
     stacked_ready: bool = False
     #: relation -> latest row (intention, then with the verdict)
     rows: dict[str, dict] = field(default_factory=dict)
+    #: the critic's P(keep) by intention_id (filter "critic" / "both")
+    critic: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     fatal: str | None = None
     cancel_requested: bool = False
@@ -93,6 +95,8 @@ def build_view(run: LiveRun) -> RunView:
         elif e.kind in ("intention", "filter"):
             v.rows[e.relation] = e.row
             st[e.kind].finished += 1
+            if e.score is not None and e.row is not None:
+                v.critic[e.row["intention_id"]] = e.score
         elif e.kind == "error":
             where = e.asin or e.relation
             msg = f"{e.stage}{f' ({where})' if where else ''}: {e.text}"
@@ -104,6 +108,7 @@ def build_view(run: LiveRun) -> RunView:
             v.cancelled = True
     if run.result is not None:  # final rows carry the flags added at the end (e.g. not_filtered)
         v.rows = {r["relation"]: r for r in run.result.rows}
+        v.critic.update(run.result.critic)
     _stage_states(v, st, run.options.run_filter)
     return v
 
@@ -138,7 +143,20 @@ def _stage_states(v: RunView, st: dict[str, StageView], run_filter: bool) -> Non
     settle(f, f.finished >= f.planned)
 
 
-RESULT_TABLE_COLUMNS = ["relation", "verdict", "p_yes", "intention", "reason", "flags"]
+RESULT_TABLE_COLUMNS = ["relation", "verdict", "p_yes", "critic", "intention", "reason", "flags"]
+
+#: the try page's filter choice (mind_core.distill.pipeline.DistillOptions.filter_mode), default first
+FILTER_LABELS: dict[str, str] = {
+    "both": "both — the LVLM filter answers (recorded), the learned critic decides",
+    "lvlm": "LVLM — MIND's rule: the filter's yes / no decides",
+    "critic": "critic only — no filter calls, the learned critic decides",
+}
+
+
+def score_note(row: dict, critic: dict[str, float]) -> str:
+    """`` · P(yes) 0.62 · critic P(keep) 0.71`` for what a row has (empty when neither)."""
+    p, c = row.get("p_yes"), critic.get(row.get("intention_id"))
+    return (f" · P(yes) {p:.2f}" if p is not None else "") + (f" · critic P(keep) {c:.2f}" if c is not None else "")
 
 
 def result_rows(view: RunView) -> list[dict]:
@@ -146,13 +164,16 @@ def result_rows(view: RunView) -> list[dict]:
     return [r for r in view.rows.values() if r is not None]
 
 
-def results_table(rows: list[dict]) -> pd.DataFrame:
-    """Rows as the page's table: relation, kept / filtered / unjudged, P(yes), intention, reason, flags."""
+def results_table(rows: list[dict], critic: dict[str, float] | None = None) -> pd.DataFrame:
+    """Rows as the page's table: relation, kept / filtered / unjudged, P(yes), the critic's P(keep), intention,
+    reason, flags."""
+    critic = critic or {}
     return pd.DataFrame(
         {
             "relation": [r["relation"] for r in rows],
             "verdict": [verdict_label(r.get("verdict")) for r in rows],
             "p_yes": [r.get("p_yes") for r in rows],
+            "critic": [critic.get(r["intention_id"]) for r in rows],
             "intention": [intention_body(r["intention"]) for r in rows],
             "reason": [r.get("reason") or "" for r in rows],
             "flags": [r.get("flags") or "" for r in rows],

@@ -30,6 +30,10 @@ DATA_DIR = REPO_ROOT / "data"
 SAMPLE_DATA_DIR = DATA_DIR / "mind_sample"
 INTENTIONQA_DATA_DIR = DATA_DIR / "intentionqa"
 INDEXES_DIR = REPO_ROOT / "indexes"
+#: the critic trained on the vendored sample (``python -m mind_core critic train``), shipped with the project
+DEFAULT_CRITIC_DIR = DATA_DIR / "critic" / "mind-sample"
+#: values of ``MIND_CRITIC`` that turn the default critic off
+CRITIC_OFF = ("none", "off", "no", "0", "false")
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 BACKEND_KINDS = ("offline", "transformers", "openai")
@@ -63,6 +67,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "MIND_INTENTIONQA_DIR",
         "intentionqa_dir",
         "an extra folder of IntentionQA `*.jsonl` files the IntentionQA page offers",
+    ),
+    EnvVar(
+        "MIND_CRITIC",
+        "critic_dir",
+        "critic model folder `build-kb` scores new KBs with and the pipeline's `--filter critic|both` uses "
+        "(default `data/critic/mind-sample`, trained on the sample; `none` turns it off)",
     ),
     EnvVar("MIND_BACKEND", "backend", "LVLM backend the pages preselect: `offline`, `transformers` or `openai`"),
     EnvVar(
@@ -147,6 +157,8 @@ class Settings:
     user_data_dir: Path = DATA_DIR / "user"
     embed_model: str = DEFAULT_EMBED_MODEL
     intentionqa_dir: Path | None = None
+    #: the default critic's model folder (None: none configured, `MIND_CRITIC=none`)
+    critic_dir: Path | None = DEFAULT_CRITIC_DIR
     backend: str = "offline"
     transformers_model: str = ""
     openai_endpoint: str = ""
@@ -187,6 +199,8 @@ class Settings:
                 values[var.setting] = _convert(types[var.setting], raw.strip(), var.setting)
             except ValueError as err:
                 problems.append(f"{var.name}={raw!r}: {err}; using the default")
+        if "critic_dir" in values and str(values["critic_dir"]).strip().lower() in CRITIC_OFF:
+            values["critic_dir"] = None
         if "backend" in values and values["backend"] not in BACKEND_KINDS:
             problems.append(f"MIND_BACKEND={values['backend']!r}: not one of {', '.join(BACKEND_KINDS)}; using offline")
             values.pop("backend")
@@ -203,7 +217,7 @@ class Settings:
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        for key in ("kb_dir", "cache_dir", "user_data_dir", "intentionqa_dir"):
+        for key in ("kb_dir", "cache_dir", "user_data_dir", "intentionqa_dir", "critic_dir"):
             if key in given:
                 given[key] = Path(given[key])
         if "kb_roots" in given:

@@ -129,6 +129,8 @@ FLAG_TEXT: dict[str, str] = {
     "one_image": "only one product had an image",
     "filter_unparsed": "the filter answer began with neither yes nor no",
     "not_filtered": "the filter did not run (stopped or failed)",
+    "critic_verdict": "the verdict is the learned critic's (P(keep) >= threshold), not the LVLM filter's",
+    "lvlm_disagrees": "the LVLM filter answered the other way (its answer is the reason)",
 }
 
 
@@ -334,6 +336,14 @@ PRODUCTS_SCHEMA = pa.schema(
 )
 #: ``<kb>/scores.parquet``: the build-time filter scores, one row per intentions row, same order
 SCORES_SCHEMA = pa.schema([("intention_id", pa.string()), ("grounding", pa.float32()), ("typicality", pa.float32())])
+#: the learned critic's P(keep), a column ``critic score`` (or ``build-kb`` with a default critic) adds to it
+CRITIC_COLUMN = "critic"
+SCORES_SCHEMA_WITH_CRITIC = SCORES_SCHEMA.append(pa.field(CRITIC_COLUMN, pa.float32()))
+#: human keep / drop judgements a critic can learn from (``critic train --labels human``):
+#: ``<kb>/labels/human.parquet`` or ``human.csv`` with these columns; ``label`` is yes / no
+HUMAN_LABELS_DIR = "labels"
+HUMAN_LABELS_FILES: tuple[str, ...] = ("human.parquet", "human.csv")
+HUMAN_LABELS_COLUMNS: tuple[str, ...] = ("intention_id", "label")
 #: the folder under a KB where ``rescore`` writes: ``<kb>/rescore/<source>/part-*.parquet``
 RESCORE_DIR = "rescore"
 #: ``<kb>/rescore/<source>/part-*.parquet``: the filter's answer asked again by ``rescore``

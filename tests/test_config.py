@@ -25,6 +25,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "MIND_USER_DATA": str(tmp_path / "u"),
         "MIND_EMBED_MODEL": "some/model",
         "MIND_INTENTIONQA_DIR": str(tmp_path / "q"),
+        "MIND_CRITIC": str(tmp_path / "critic"),
         "MIND_BACKEND": "OpenAI",
         "MIND_TRANSFORMERS_MODEL": "/models/llava",
         "MIND_OPENAI_ENDPOINT": "http://127.0.0.1:9/v1",
@@ -41,7 +42,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "MIND_KB_ROOTS": f"{tmp_path / 'r1'}{os.pathsep}{tmp_path / 'r2'}",
     }
     s = Settings.from_env(env)
-    assert s.kb_dir == tmp_path / "kb" and isinstance(s.kb_dir, Path)
+    assert s.kb_dir == tmp_path / "kb" and isinstance(s.kb_dir, Path) and s.critic_dir == tmp_path / "critic"
     assert (s.backend, s.openai_endpoint, s.openai_timeout_s, s.max_new_tokens) == (
         "openai",
         "http://127.0.0.1:9/v1",
@@ -56,6 +57,12 @@ def test_environment_fills_every_documented_setting(tmp_path):
     assert s.offered_models == ("/models/llava", "/models/x", "org/y")
     # every variable in the table was used by this test: a new one must be added here too
     assert {v.name for v in ENV_VARS} - set(env) == {"MIND_ENDPOINT"}
+
+
+def test_the_default_critic_is_the_shipped_one_and_none_turns_it_off():
+    assert Settings.from_env({}).critic_dir == config.DEFAULT_CRITIC_DIR
+    for off in ("none", "OFF", "0"):
+        assert Settings.from_env({"MIND_CRITIC": off}).critic_dir is None
 
 
 def test_alias_is_used_only_when_the_main_name_is_unset():

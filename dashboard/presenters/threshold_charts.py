@@ -165,3 +165,41 @@ def fig_curves(curve: pd.DataFrame, ta: float, tb: float, score_label: str):
         margin=dict(t=70, b=40),
         legend=_legend_top(),
     )
+
+
+def fig_reliability(table: pd.DataFrame, score_label: str):
+    """Reliability (calibration) curve of a probability score: per bin, the share of verdict "yes" against the mean
+    score, with the diagonal a calibrated score would follow; marker size and hover give the rows per bin."""
+    t = table[table["rows"] > 0]
+    biggest = max(1, int(t["rows"].max())) if len(t) else 1
+    data = [
+        dict(
+            type="scatter",
+            mode="lines",
+            x=[0, 1],
+            y=[0, 1],
+            name="calibrated",
+            line=dict(color=COLOR_RULE, dash="dot"),
+            hoverinfo="skip",
+        ),
+        dict(
+            type="scatter",
+            mode="lines+markers",
+            x=t["mean_score"].tolist(),
+            y=t["yes_rate"].tolist(),
+            name="observed",
+            line=dict(color=COLOR_A),
+            marker=dict(size=[6 + 14 * (n / biggest) ** 0.5 for n in t["rows"]], color=COLOR_A),
+            customdata=t[["bin_left", "bin_right", "rows"]].to_numpy().tolist(),
+            hovertemplate="score %{customdata[0]:.1f}–%{customdata[1]:.1f}: mean %{x:.2f}, "
+            "%{y:.0%} said yes (%{customdata[2]:,} rows)<extra></extra>",
+        ),
+    ]
+    return _figure(
+        data,
+        title=dict(text=f"Reliability of {score_label}: share of verdict yes per score bin"),
+        xaxis=dict(title=dict(text=f"mean {score_label} in the bin"), range=[0, 1]),
+        yaxis=dict(title=dict(text='share of verdict "yes"'), range=[0, 1.02]),
+        margin=dict(t=70, b=40),
+        legend=_legend_top(),
+    )

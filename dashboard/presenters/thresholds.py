@@ -83,3 +83,25 @@ def flips_table(kb, rows: np.ndarray, scores: np.ndarray, kept_by: str) -> pd.Da
             "title B": [clean_title(t) for t in titles_of(kb, part["asin_b"])],
         }
     )
+
+
+def scores_signature(kb_dir) -> tuple:
+    """Changes when ``<kb>/scores.parquet`` is rewritten (``critic score``): a cache key for the page."""
+    from pathlib import Path
+
+    from mind_core.kb.store import SCORES_FILE
+
+    p = Path(kb_dir) / SCORES_FILE
+    return (p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else ()
+
+
+def critic_note(info: dict | None) -> str:
+    """Which critic scored this KB and how (out-of-fold rows), from the manifest."""
+    if not info:
+        return "The KB's manifest does not say which critic wrote these scores."
+    oof, plain = info.get("out_of_fold_rows", 0), info.get("plain_rows", 0)
+    return (
+        f"Critic `{info.get('model')}` from `{info.get('model_dir')}` (its own pair-disjoint validation AUC "
+        f"{info.get('validation_auc', float('nan')):.3f}): {oof:,} rows scored out-of-fold because their pair was in "
+        f"its training set, {plain:,} by the model trained on all its rows."
+    )

@@ -17,13 +17,14 @@ from mind_core.query.aggregate import product_category_of_a
 from mind_core.query.products import product_index
 from mind_core.scores import SCORE_DEFS, available_scores
 from mind_core.scores.histograms import ScoreView
+from mind_core.scores.metrics import reliability_table
 
 kb = ui.render_sidebar()
 st.title("Filter thresholds")
 if kb is None:
     st.stop()
 kb_key = ui.kb_cache_key(kb)
-signature = rescore_signature(kb.path)  # new rescore parts -> fresh scores
+signature = (rescore_signature(kb.path), present.scores_signature(kb.path))  # new rescores / critic -> fresh scores
 GROUPINGS = {"category": "intention category (KB)", "product category (A)": "product category of product A"}
 
 
@@ -123,6 +124,27 @@ with left:
 with right:
     st.plotly_chart(tc.fig_curves(hist.curve(), ta, tb, key), key="curves")
 
+st.subheader("At MIND's kept share", anchor=False)
+same = hist.metrics(view.default_a)
+st.caption(
+    f"The threshold that keeps about the same share of intentions as MIND's filter ({yes / max(1, judged):.1%}): "
+    "how many of those the LVLM also said yes to (precision) and how many of its yes this threshold finds (recall)."
+)
+cols = st.columns(4)
+cols[0].metric("threshold", f"{same.threshold:.2f}")
+cols[1].metric("kept", f"{same.kept:,} ({same.kept_rate:.1%})")
+cols[2].metric("precision", f"{same.precision:.3f}")
+cols[3].metric("recall", f"{same.recall:.3f}")
+if SCORE_DEFS[key].fixed_range == (0.0, 1.0):  # a probability: is it calibrated?
+    rel_table = reliability_table(sc[key], kb.intentions["verdict"])
+    st.plotly_chart(tc.fig_reliability(rel_table, key), key="reliability")
+    st.caption(
+        "A calibrated score lies on the diagonal: of the intentions scored about 0.7, about 70 % were kept by the "
+        "filter. Bins are 0.1 wide; a bigger marker holds more intentions."
+    )
+if key == "critic":
+    st.caption(present.critic_note(kb.manifest.get("scores", {}).get("critic")))
+
 st.subheader("Counts per relation", anchor=False)
 table = present.relation_table(by_rel_a, by_rel_b)
 st.dataframe(
@@ -162,5 +184,7 @@ st.markdown(
     f"**{yes:,} of {judged:,}** judged intentions ({yes / max(1, judged):.1%}), the grey bars above. A threshold "
     "on the filter's P(yes) at 0.5 is the continuous version of that rule; grounding and typicality are not the "
     "filter's judgement but cheap embedding scores, so their precision and recall say how far an embedding-only "
-    "filter would agree with the LVLM."
+    "filter would agree with the LVLM. The critic is learned from MIND's verdicts (`python -m mind_core critic`); on "
+    "the KB it was trained on every row is scored out-of-fold, by a model that never saw that row's pair, so its "
+    "numbers here are honest validation numbers, not training fit."
 )

@@ -12,6 +12,7 @@ from dashboard.presenters.products import product_choices
 from dashboard.presenters.text import md, md_code, md_escape, verdict_badge
 from mind_core import images
 from mind_core.distill import inputs, live
+from mind_core.kb.critic import default_critic, row_scorer
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
 from mind_core.kb.store import KBError
 from mind_core.kb.user import annotator_root, save_run, user_kb_path
@@ -166,10 +167,27 @@ else:
         persist_state="session",
         format_func=lambda r: f"{r} — “{RELATION_PHRASES[r] or '(open)'}”",
     )
+# --- who decides what is kept (issue 12): the LVLM filter, the learned critic, or the critic with the filter recorded
+critic = default_critic(base)
+if critic is None:
+    filter_mode = "lvlm"
+    st.caption("No critic is configured (`MIND_CRITIC=none`): the LVLM filter's yes / no decides, as in MIND.")
+else:
+    filter_mode = st.radio(
+        "Filter: who decides what is kept",
+        list(live_view.FILTER_LABELS),
+        format_func=live_view.FILTER_LABELS.get,
+        key="try_filter",
+        persist_state="session",
+        help="The default is both: the small offline model is no judge, so the learned critic (trained on MIND's "
+        "own verdicts) decides while the LVLM filter's answer is still shown and recorded.",
+    )
+    st.caption(f"Critic: {md_escape(critic.describe())}; keeps an intention when P(keep) ≥ 0.50.")
+n_filter = 0 if filter_mode == "critic" else len(relations)
 n_desc = sum(1 for p in (input_a.product, input_b.product) if p is None or not p.description.strip())
-n_calls = n_desc + 2 * len(relations)
+n_calls = n_desc + len(relations) + n_filter
 st.caption(
-    f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {len(relations)} filter "
+    f"{n_calls} backend calls: {n_desc} descriptions + {len(relations)} intentions + {n_filter} filter "
     "answers."
     + (
         " The offline fallback takes roughly 10–40 s per call on a busy 2-core CPU (docs/measurements.md)."
@@ -190,7 +208,16 @@ if st.button("Run MIND", type="primary", disabled=active, key="try_run_button"):
     else:
         images = {input_a.product.asin: input_a.image, input_b.product.asin: input_b.image}
         run = live.LiveRun(
-            input_a.product, input_b.product, images, config, relations, max_new_tokens=max_new_tokens
+            input_a.product,
+            input_b.product,
+            images,
+            config,
+            relations,
+            max_new_tokens=max_new_tokens,
+            filter_mode=filter_mode,
+            critic=row_scorer(critic, products={p.asin: p for p in (input_a.product, input_b.product)})
+            if filter_mode != "lvlm"
+            else None,
         ).start()
         st.session_state[RUN_KEY] = run
         st.session_state.pop("try_similar", None)
@@ -273,10 +300,9 @@ def run_panel():
                     if (row is not None and row.get("verdict") is not None) or (
                         row is not None and "filter_unparsed" in (row.get("flags") or "")
                     ):
-                        p = row.get("p_yes")
                         st.markdown(
                             f"**{rel}** {verdict_badge(row.get('verdict'))}"
-                            + (f" · P(yes) {p:.2f}" if p is not None else "")
+                            + live_view.score_note(row, view.critic)
                             + f" — {md_escape(row.get('reason') or '')}"
                         )
     if view.finished and st.session_state.get("try_shown") is not run:
@@ -306,13 +332,14 @@ if not rows:
 st.subheader("Results")
 st.caption(md("{} intention(s) · source {}", len(rows), md_code(view.source)))
 st.dataframe(
-    live_view.results_table(rows),
+    live_view.results_table(rows, view.critic),
     hide_index=True,
     width="stretch",
     column_config={
         "intention": st.column_config.TextColumn(width="large"),
         "reason": st.column_config.TextColumn(width="medium"),
         "p_yes": st.column_config.NumberColumn("P(yes)", format="%.2f"),
+        "critic": st.column_config.NumberColumn("critic P(keep)", format="%.2f"),
     },
 )
 
@@ -331,11 +358,8 @@ neighbours = similar[2]
 
 for row in rows:
     with st.container(border=True):
-        p = row.get("p_yes")
-        st.markdown(
-            f"**{row['relation']}** {verdict_badge(row.get('verdict'))}"
-            + (f" · P(yes) {p:.2f}" if p is not None else "")
-        )
+        note = live_view.score_note(row, view.critic)
+        st.markdown(f"**{row['relation']}** {verdict_badge(row.get('verdict'))}{note}")
         st.markdown(md_escape(row["intention"]))
         if row.get("reason"):
             st.caption("Filter: " + md_escape(row["reason"]))

@@ -78,6 +78,30 @@ def register(sub) -> None:
     )
     p.add_argument("--max-new-tokens", type=positive(int), default=512, metavar="N", help="default 512")
     p.add_argument("--seed", type=int, default=None, help="sampling seed where the backend supports one")
+    p.add_argument(
+        "--filter",
+        choices=("lvlm", "critic", "both"),
+        default=None,
+        dest="filter_mode",
+        help="who decides the verdict: lvlm = the role-aware filter's yes/no (MIND); critic = the learned critic's "
+        "P(keep) >= --critic-threshold, the LVLM filter is not asked; both = the LVLM filter runs and is recorded "
+        "(reason, P(yes)), the critic decides. Default: both for --backend offline (its 135M model is no judge), "
+        "lvlm otherwise",
+    )
+    p.add_argument(
+        "--critic",
+        metavar="MODEL_DIR",
+        default=None,
+        help="critic model folder for --filter critic|both (default: $MIND_CRITIC or the shipped "
+        "data/critic/mind-sample)",
+    )
+    p.add_argument(
+        "--critic-threshold",
+        type=float,
+        default=0.5,
+        metavar="T",
+        help="keep when the critic's P(keep) >= T (default 0.5)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip and count invalid metadata lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_distill)
@@ -101,6 +125,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.temperature < 0:
         raise UserError("--temperature must be >= 0")
 
+    if not 0.0 <= args.critic_threshold <= 1.0:
+        raise UserError("--critic-threshold must be between 0 and 1")
+    filter_mode, critic = _filter_choice(args)
+
     meta = load_amazon_metadata(args.metadata, skip_bad=args.skip_bad)
     print(meta.report.summary(), file=sys.stderr)
     for msg in meta.report.errors[:5]:
@@ -118,7 +146,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
         require_images=args.require_images,
         describe=args.describe,
         image_timeout=args.image_timeout,
+        filter_mode=filter_mode,
+        critic=None if critic is None else _scorer(critic, meta.products),
+        critic_threshold=args.critic_threshold,
     )
+    if critic is not None:
+        recorded = "; the LVLM filter's answer is recorded as the reason" if filter_mode == "both" else ""
+        print(
+            f"filter: {filter_mode} — the verdict is the learned critic's (P(keep) >= {args.critic_threshold:.2f}; "
+            f"{critic.describe()}){recorded}",
+            file=sys.stderr,
+        )
     backend = backend_from_args(args)
     try:
         if getattr(backend, "text_only", False):
@@ -136,6 +174,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
             "require_images": args.require_images,
             "temperature": args.temperature,
             "max_new_tokens": args.max_new_tokens,
+            "filter": filter_mode,
+            "critic": None if critic is None else {"model_dir": str(critic.path), "weights_sha256": critic.fingerprint},
+            "critic_threshold": args.critic_threshold if critic is not None else None,
         }
         try:
             summary = run_distill(
@@ -157,3 +198,31 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print(summary.text(), file=sys.stderr)
     print(f"next: python -m mind_core build-kb --input {args.out} --out indexes/<name>", file=sys.stderr)
     return 0 if summary.remaining == 0 or (summary.errors == 0 and summary.skipped_pairs) else 1
+
+
+def _filter_choice(args: argparse.Namespace):
+    """(filter mode, critic or None). The offline backend defaults to "both" when a critic is configured."""
+    from mind_core.cli.common import command_settings
+    from mind_core.scores.critic import CriticError, load_critic
+
+    mode = args.filter_mode or ("both" if args.backend == "offline" else "lvlm")
+    if mode == "lvlm":
+        if args.critic:
+            raise UserError("--critic goes with --filter critic or both")
+        return mode, None
+    folder = args.critic or command_settings(args).critic_dir
+    if folder is None:
+        if args.filter_mode is None:  # the offline default, but no critic: MIND's rule, said once
+            print("no critic configured (MIND_CRITIC=none): the LVLM filter decides", file=sys.stderr)
+            return "lvlm", None
+        raise UserError(f"--filter {mode} needs a critic: give --critic MODEL_DIR (MIND_CRITIC is none)")
+    try:
+        return mode, load_critic(folder)
+    except CriticError as err:
+        raise UserError(str(err)) from None
+
+
+def _scorer(critic, products):
+    from mind_core.kb.critic import row_scorer
+
+    return row_scorer(critic, products=products)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mind_core.cli.distill",
     "mind_core.cli.eval",
     "mind_core.cli.scores",
+    "mind_core.cli.critic",
 )
 
 

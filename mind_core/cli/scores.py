@@ -72,9 +72,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "scores",
         help="how each filter score agrees with the recorded verdicts (AUC, best F1)",
-        description="For every score the KB has (p_yes, p_yes_rescored, grounding, typicality): "
-        "ROC AUC against the recorded verdicts (yes = positive) and the threshold with the "
-        "best F1 with its precision, recall and kept rate; then the binary rule's kept "
+        description="For every score the KB has (p_yes, p_yes_rescored, critic, grounding, typicality): "
+        "ROC AUC against the recorded verdicts (yes = positive) with a 95%% bootstrap interval, and the "
+        "threshold with the best F1 with its precision, recall and kept rate; then the binary rule's kept "
         "rate per relation.",
     )
     add_kb_arg(p)
@@ -137,10 +137,20 @@ def cmd_scores(args: argparse.Namespace) -> int:
         )
     print(f"KB {kb.path}: {len(kb.intentions)} intentions; 'score >= t' against the recorded verdicts (yes = positive)")
     for key, s in summary["scores"].items():
+        lo, hi = s["auc_ci95"]
         print(
-            f"  {key:15s} AUC {s['auc']:.3f}  best F1 {s['f1']:.3f} at t = {s['threshold']:.2f} "
+            f"  {key:15s} AUC {s['auc']:.3f} [95% CI {lo:.3f}-{hi:.3f}]  "
+            f"best F1 {s['f1']:.3f} at t = {s['threshold']:.2f} "
             f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}, keeps {s['kept_rate']:.1%}; "
             f"{s['nan']} rows without a value)"
+        )
+    critic = summary.get("critic")
+    if critic:
+        print(
+            f"  critic: {critic.get('model')} model from {critic.get('model_dir')} (its own pair-disjoint validation "
+            f"AUC {critic.get('validation_auc', float('nan')):.3f}); {critic.get('out_of_fold_rows', 0)} rows scored "
+            "out-of-fold (their pair was in its training set), "
+            f"{critic.get('plain_rows', 0)} by the full model"
         )
     rel = summary["relations"]
     print("\nbinary rule (verdict = yes) per relation, strictest first:")

@@ -76,6 +76,9 @@ def open_backend(config: BackendConfig) -> tuple[Backend, bool]:
 class LiveRun:
     """One pair through the three MIND stages in a background thread.
 
+    ``filter_mode`` / ``critic`` / ``critic_threshold``: who decides the verdicts (see
+    :mod:`mind_core.distill.pipeline`; the page defaults to "both" with the shipped critic).
+
     The page keeps the object in ``st.session_state``; reruns (a click anywhere, the Stop button) only read its
     events (:meth:`snapshot`; the dashboard's ``live_view`` renders them). The thread never touches Streamlit.
     ``backend_factory`` builds the backend (default :func:`open_backend`, which the page always uses).
@@ -91,6 +94,9 @@ class LiveRun:
         *,
         max_new_tokens: int = 512,
         run_filter: bool = True,
+        filter_mode: str = "lvlm",
+        critic: Callable[[Sequence[dict]], Sequence[float]] | None = None,
+        critic_threshold: float = 0.5,
         image_notes: Mapping[str, str] | None = None,
         calls_per_generate: int | None = None,
         backend_factory: Callable[[BackendConfig], tuple[Backend, bool]] = open_backend,
@@ -106,7 +112,12 @@ class LiveRun:
         self.config = config
         self.relations = list(relations)
         self.options = DistillOptions(
-            relations=self.relations, run_filter=run_filter, params=GenParams(max_new_tokens=int(max_new_tokens))
+            relations=self.relations,
+            run_filter=run_filter,
+            params=GenParams(max_new_tokens=int(max_new_tokens)),
+            filter_mode=filter_mode,
+            critic=critic,
+            critic_threshold=critic_threshold,
         )
         self._factory = backend_factory
         #: requests per backend call; None: all relations of a stage at once on an OpenAI server (they run

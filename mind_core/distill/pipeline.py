@@ -14,7 +14,15 @@ Output rows follow :data:`mind_core.schema.INTENTION_COLUMNS`. Flags (comma list
 ``over_length`` (kept, see :mod:`~mind_core.distill.parsing`), ``text_only`` (the backend cannot see pixels or
 the pair had no image at all), ``one_image`` (only one of the two products had an image; the other half of the
 stacked image is a placeholder), ``filter_unparsed`` (the filter answer began with neither yes nor no),
-``not_filtered`` (single-pair run stopped before the filter).
+``not_filtered`` (single-pair run stopped before the filter), ``critic_verdict`` (the learned critic decided the
+verdict: ``filter_mode`` "critic" or "both"), ``lvlm_disagrees`` (with "both": the LVLM filter answered the other
+way; its answer is the row's reason and P(yes)).
+
+Who decides (``DistillOptions.filter_mode``): ``lvlm`` = MIND's rule, the role-aware filter's leading yes / no;
+``critic`` = a learned critic's P(keep) >= ``critic_threshold`` (the LVLM filter is not asked, saving one call per
+intention); ``both`` = the LVLM filter runs and is recorded, but the critic decides. The critic is a function
+``rows -> P(keep)`` handed in by the caller (:func:`mind_core.kb.critic.row_scorer`), so this layer knows nothing
+of models; its P(keep) per row is in ``PairResult.critic`` / ``ChunkResult.critic`` and on the ``filter`` events.
 """
 
 from __future__ import annotations
@@ -29,10 +37,13 @@ from PIL import Image
 
 from mind_core.distill.stages import (
     DESCRIBE_MODES,
+    FILTER_MODES,
     FilterJob,
     ImageOptions,
     IntentionJob,
+    apply_critic,
     apply_verdict,
+    critic_scores,
     describe,
     intend,
     judge,
@@ -67,11 +78,32 @@ class DistillOptions:
     image_cache_dir: str | Path | None = None
     #: threads used to fetch the images of a chunk
     image_workers: int = 8
+    #: who decides the verdict: "lvlm" (MIND), "critic" or "both" (module docstring)
+    filter_mode: str = "lvlm"
+    #: rows -> P(keep), needed by "critic" and "both" (:func:`mind_core.kb.critic.row_scorer`)
+    critic: Callable[[Sequence[dict]], Sequence[float]] | None = None
+    #: keep a row when the critic's P(keep) >= this
+    critic_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if self.describe not in DESCRIBE_MODES:
             raise ValueError(f"describe must be one of {DESCRIBE_MODES}, got {self.describe!r}")
+        if self.filter_mode not in FILTER_MODES:
+            raise ValueError(f"filter_mode must be one of {FILTER_MODES}, got {self.filter_mode!r}")
+        if self.filter_mode != "lvlm" and self.critic is None:
+            raise ValueError(f"filter_mode {self.filter_mode!r} needs a critic")
+        if not 0.0 <= float(self.critic_threshold) <= 1.0:
+            raise ValueError(f"critic_threshold must be in [0, 1], got {self.critic_threshold}")
         self.relations = list(self.relations)
+
+    @property
+    def asks_lvlm_filter(self) -> bool:
+        """Stage 3 calls the backend (not with ``filter_mode`` "critic")."""
+        return self.run_filter and self.filter_mode != "critic"
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.run_filter and self.filter_mode != "lvlm"
 
     @property
     def images(self) -> ImageOptions:
@@ -95,6 +127,8 @@ class PairResult:
     stacked: Image.Image | None = None
     #: per-call failures: {"stage", "asin" | "relation", "error"}
     errors: list[dict] = field(default_factory=list)
+    #: the critic's P(keep) by intention_id (filter_mode "critic" / "both")
+    critic: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False
     #: the backend failed as a whole (BackendError); the message says what to do
     fatal_error: str | None = None
@@ -111,7 +145,8 @@ class PairEvent:
     * ``"describe"``: ``asin``, ``text`` (stage-1 description)
     * ``"stacked"``: ``image`` (the stacked pair image, or ``None`` when neither product has one)
     * ``"intention"``: ``relation``, ``row`` (KB row, verdict still ``None``)
-    * ``"filter"``: ``relation``, ``row`` (the same row with verdict, reason, p_yes)
+    * ``"filter"``: ``relation``, ``row`` (the same row with verdict, reason, p_yes), ``score`` (the critic's
+      P(keep) with ``filter_mode`` "critic" / "both", else ``None``)
     * ``"error"``: ``stage`` ("describe" / "intention" / "filter" / "backend" / "images"), ``asin`` or
       ``relation``, ``text`` = message
     * ``"cancelled"``: the cancel check returned true; what finished is kept
@@ -127,6 +162,7 @@ class PairEvent:
     image: Image.Image | None = None
     row: dict | None = None
     stage: str | None = None
+    score: float | None = None
     done: int = 0
     total: int = 0
     result: PairResult | None = None
@@ -172,7 +208,7 @@ def iter_pair(
 
     products = [res.a, res.b]
     to_describe = [p for p in products if needs_description(p, opts.describe)]
-    res.total_calls = len(to_describe) + len(opts.relations) * (2 if opts.run_filter else 1)
+    res.total_calls = len(to_describe) + len(opts.relations) * (2 if opts.asks_lvlm_filter else 1)
     yield ev("start")
 
     res.images, res.image_failures = product_images(products, opts.images, images)
@@ -220,8 +256,14 @@ def iter_pair(
                 by_rel[r] = row
                 yield ev("intention", relation=r, row=dict(row))
 
-        if opts.run_filter:  # stage 3
-            for batch in batches([r for r in rels if r in by_rel]):
+        made = [r for r in rels if r in by_rel]
+        p_keep: dict[str, float] = {}
+        if opts.uses_critic and made:  # no backend call: one critic call for every intention of the pair
+            values = critic_scores(opts.critic, [by_rel[r] for r in made])
+            p_keep = dict(zip(made, values))
+            res.critic.update({by_rel[r]["intention_id"]: p_keep[r] for r in made})
+        if opts.asks_lvlm_filter:  # stage 3
+            for batch in batches(made):
                 jobs = [FilterJob(res.a, res.b, r, by_rel[r]["intention"], stacked) for r in batch]
                 for r, (verdict, err) in zip(batch, judge(backend, jobs, opts.judge_params)):
                     res.done_calls += 1
@@ -230,8 +272,15 @@ def iter_pair(
                         yield ev("error", stage="filter", relation=r, text=err)
                         continue
                     apply_verdict(by_rel[r], verdict)
+                    if r in p_keep:
+                        apply_critic(by_rel[r], p_keep[r], opts.critic_threshold, opts.filter_mode)
                     filtered.add(r)
-                    yield ev("filter", relation=r, row=dict(by_rel[r]))
+                    yield ev("filter", relation=r, row=dict(by_rel[r]), score=p_keep.get(r))
+        elif opts.uses_critic:  # the critic alone decides
+            for r in made:
+                apply_critic(by_rel[r], p_keep[r], opts.critic_threshold, opts.filter_mode)
+                filtered.add(r)
+                yield ev("filter", relation=r, row=dict(by_rel[r]), score=p_keep[r])
     except BackendError as err:
         res.fatal_error = str(err)
         yield ev("error", stage="backend", text=str(err))
@@ -285,6 +334,8 @@ class ChunkResult:
     errors: list[dict] = field(default_factory=list)
     #: pairs not attempted: {"pair_id", "reason"}
     skipped: list[dict] = field(default_factory=list)
+    #: the critic's P(keep) by intention_id (filter_mode "critic" / "both")
+    critic: dict[str, float] = field(default_factory=dict)
     calls: int = 0
 
 
@@ -398,8 +449,10 @@ def run_pairs(
             continue
         made.append(row)
 
-    # stage 3
-    if opts.run_filter and made:
+    # stage 3 (and / or the critic: no backend call)
+    p_keep: list[float] = critic_scores(opts.critic, made) if opts.uses_critic and made else []
+    res.critic.update({r["intention_id"]: p for r, p in zip(made, p_keep)})
+    if opts.asks_lvlm_filter and made:
         fjobs = [
             FilterJob(
                 by_asin[r["asin_a"]], by_asin[r["asin_b"]], r["relation"], r["intention"], stacked[r["pair_id"]][0]
@@ -407,13 +460,17 @@ def run_pairs(
             for r in made
         ]
         stage("filter", len(fjobs))
-        for row, job, (verdict, err) in zip(made, fjobs, judge(backend, fjobs, opts.judge_params)):
+        for i, (row, job, (verdict, err)) in enumerate(zip(made, fjobs, judge(backend, fjobs, opts.judge_params))):
             if err:
                 res.errors.append(_pair_error("filter", job.a, job.b, job.relation, err))
                 continue
             apply_verdict(row, verdict)
+            if p_keep:
+                apply_critic(row, p_keep[i], opts.critic_threshold, opts.filter_mode)
             res.rows.append(row)
     else:
+        for row, p in zip(made, p_keep):
+            apply_critic(row, p, opts.critic_threshold, opts.filter_mode)
         res.rows.extend(made)
     return res
 

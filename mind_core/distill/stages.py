@@ -26,6 +26,9 @@ from mind_core.lvlm.base import Backend, BackendError, GenParams, LVLMRequest, L
 from mind_core.schema import INTENTION_COLUMNS, Product, add_flags, flags_text, intention_id, now_utc, pair_id
 
 DESCRIBE_MODES = ("missing", "always", "never")
+#: who decides a row's verdict (mind_core.distill.pipeline): the LVLM filter, a learned critic, or the critic while
+#: the LVLM filter's answer is recorded
+FILTER_MODES = ("lvlm", "critic", "both")
 
 
 # --- the backend call ------------------------------------------------------------------------------------------
@@ -251,6 +254,39 @@ def judge(backend: Backend, jobs: Sequence[FilterJob], params: GenParams) -> lis
     reqs = [filter_request(j.a, j.b, j.relation, j.intention, j.stacked) for j in jobs]
     outs = call_backend(backend, reqs, params)
     return [(None, out.error) if out.error else (read_verdict(out), None) for out in outs]
+
+
+def critic_scores(critic, rows: Sequence[dict]) -> list[float]:
+    """The critic's P(keep) for ``rows`` (one call). A critic that fails or answers wrongly is a
+    :class:`BackendError` (the run stops with the message, like a backend that fails as a whole)."""
+    try:
+        values = [float(v) for v in critic(list(rows))]
+    except BackendError:
+        raise
+    except Exception as err:  # the critic is the caller's function: say what broke, stop the run
+        raise BackendError(f"the critic failed: {type(err).__name__}: {err}") from err
+    if len(values) != len(rows) or any(not 0.0 <= v <= 1.0 for v in values):
+        raise BackendError(f"the critic returned {len(values)} values for {len(rows)} rows, or values outside [0, 1]")
+    return values
+
+
+def apply_critic(row: dict, p_keep: float, threshold: float, mode: str) -> None:
+    """The critic decides the row's verdict (``p_keep >= threshold``). ``mode`` "critic": the LVLM filter was not
+    asked, the reason says what decided; "both": the LVLM's answer stays the reason and P(yes), and
+    ``lvlm_disagrees`` marks a row where it answered the other way."""
+    keep = p_keep >= threshold
+    lvlm = row.get("verdict")
+    row["verdict"] = "yes" if keep else "no"
+    flags = ["critic_verdict"]
+    if mode == "critic":
+        row["reason"] = (
+            f"critic P(keep) {p_keep:.2f} {'>=' if keep else '<'} {threshold:.2f}: "
+            f"{'kept' if keep else 'dropped'} (the LVLM filter was not asked)"
+        )
+        row["p_yes"] = None
+    elif lvlm is not None and lvlm != row["verdict"]:
+        flags.append("lvlm_disagrees")
+    row["flags"] = add_flags(row["flags"], *flags)
 
 
 def apply_verdict(row: dict, v: Verdict) -> None:

@@ -147,7 +147,8 @@ def build_kb(
 
     ``metadata``: Amazon Review 2018 metadata (``.json[.gz]``) joined by ASIN to fill image URLs, categories and
     missing titles / descriptions. ``max_field_chars``: longest accepted text field (default: settings).
-    ``embed_text``: ``full`` or ``body`` (:data:`EMBED_TEXTS`)."""
+    ``embed_text``: ``full`` or ``body`` (:data:`EMBED_TEXTS`). New KBs get the default critic's column
+    (:func:`mind_core.kb.critic.build_hook`)."""
     from mind_core import config
     from mind_core.data.kb_files import InputReader
     from mind_core.kb.embed import canonical_model_name, default_model_name, get_embedder, resolve_backend
@@ -258,6 +259,7 @@ def _build_into(
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
+    from mind_core.kb.critic import build_hook as critic_build_hook
     from mind_core.kb.index import build_index, choose_spec, save_index
     from mind_core.scores.build import write_build_scores
 
@@ -343,9 +345,16 @@ def _build_into(
         progress=progress,
     )
     encoded_pairs = embedder.last_encoded if vectors is None else 0
-    del rows, vecs
+    del rows
     timings["scores"] = round(time.perf_counter() - t, 2)
     peak["scores"] = _peak_rss_mb()
+
+    # 5. the default critic's P(keep), chunk by chunk
+    t = time.perf_counter()
+    scores_info["critic"] = critic_build_hook(stage / SCORES_FILE, ipath, reader.products, vecs, embedder)
+    del vecs
+    timings["critic"] = round(time.perf_counter() - t, 2)
+    peak["critic"] = _peak_rss_mb()
 
     artifacts = {
         name: {"bytes": (stage / name).stat().st_size}

@@ -5,7 +5,9 @@
 <kb>/products.parquet     asin, title, description, image_urls, category
 <kb>/embeddings.npy       float16 [n, dim] normalised intention embeddings (exact facet search, maps, scores)
 <kb>/index.faiss          FAISS index (factory string in the manifest)
-<kb>/scores.parquet       build-time filter scores per intention row: grounding, typicality (mind_core.scores)
+<kb>/scores.parquet       filter scores per intention row: grounding, typicality (mind_core.scores) and, when a
+                          critic scored the KB, critic (mind_core.kb.critic)
+<kb>/labels/human.parquet human keep / drop labels a critic can learn from (optional; mind_core.scores.critic.labels)
 <kb>/rescore/<source>/    the filter asked again by `rescore` (mind_core.distill.rescore)
 <kb>/manifest.json        model, dim, index string, counts, input + artifact checksums
 ```
@@ -29,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mind_core import config, io
-from mind_core.schema import PRODUCT_COLUMNS, RESCORE_COLUMNS, RESCORE_DIR
+from mind_core.schema import CRITIC_COLUMN, PRODUCT_COLUMNS, RESCORE_COLUMNS, RESCORE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -342,9 +344,10 @@ def read_rescored(kb_dir: str | Path) -> pd.DataFrame:
 
 
 def load_scores(kb) -> pd.DataFrame:
-    """Every score aligned with ``kb.intentions`` (same index): ``p_yes, p_yes_rescored, grounding, typicality``
-    (float, NaN = no value) plus ``verdict_rescored`` and ``rescore_source``. ``attrs["missing_file"]`` is True when
-    the KB was built before scores existed (grounding/typicality all NaN: rebuild with ``build-kb --force``)."""
+    """Every score aligned with ``kb.intentions`` (same index): ``p_yes, p_yes_rescored, grounding, typicality,
+    critic`` (float, NaN = no value; ``critic`` once ``critic score`` or ``build-kb`` with a critic wrote it)
+    plus ``verdict_rescored`` and ``rescore_source``. ``attrs["missing_file"]`` is True when the KB was built
+    before scores existed (grounding/typicality all NaN: rebuild with ``build-kb --force``)."""
     df = kb.intentions
     ids = df["intention_id"]
     out = pd.DataFrame(index=df.index)
@@ -352,6 +355,7 @@ def load_scores(kb) -> pd.DataFrame:
     out["p_yes_rescored"] = np.nan
     out["grounding"] = np.nan
     out["typicality"] = np.nan
+    out["critic"] = np.nan
     out["verdict_rescored"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     out["rescore_source"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     path = kb.artifact(SCORES_FILE)
@@ -371,6 +375,8 @@ def load_scores(kb) -> pd.DataFrame:
             raise StaleIndexError(f"{path} rows are not aligned with intentions.parquet; rebuild with build-kb --force")
         out["grounding"] = table.column("grounding").to_numpy(zero_copy_only=False).astype(float)
         out["typicality"] = table.column("typicality").to_numpy(zero_copy_only=False).astype(float)
+        if CRITIC_COLUMN in table.column_names:
+            out["critic"] = table.column(CRITIC_COLUMN).to_numpy(zero_copy_only=False).astype(float)
     rescored = read_rescored(kb.path)
     if len(rescored):
         pos = pd.Index(ids.astype(object)).get_indexer(rescored["intention_id"])

@@ -19,6 +19,10 @@ keep, every row gets continuous scores (higher = more likely worth keeping):
     cuts the end of B's description for 0.6 % of the sample's pairs). How much the intention talks about these two
     products. NaN when a product of the row is not in the products table, and for KBs built with ``--vectors``
     (the pair texts would have to be encoded on this machine, which is what ``--vectors`` avoids).
+``critic``
+    P(keep) of a learned critic (:mod:`mind_core.scores.critic`) trained on a KB's verdicts or on human labels;
+    written into ``<kb>/scores.parquet`` by ``critic score`` or by ``build-kb`` with the default critic
+    (:mod:`mind_core.kb.critic`). Rows whose pair the critic was trained on get out-of-fold scores.
 ``typicality``
     Cosine similarity between the intention's embedding and the centroid (mean of the L2-normalised embeddings) of
     all *other* intentions with the same relation (leave-one-out, so a row never counts towards its own centroid).
@@ -74,6 +78,15 @@ SCORE_DEFS: dict[str, ScoreDef] = {
             (0.0, 1.0),
             "P(yes) of the role-aware filter recomputed by `python -m mind_core rescore` (the latest rescoring "
             "of each row wins; its backend is in rescore_source).",
+        ),
+        ScoreDef(
+            "critic",
+            "critic P(keep) (learned)",
+            (0.0, 1.0),
+            "P(keep) of a critic learned from a KB's verdicts or human labels (`python -m mind_core critic`; the "
+            "default one: logistic regression on the intention's word n-grams and its relation, trained on the "
+            "sample). Rows whose pair the critic was trained on are scored out-of-fold, by a model that never saw "
+            "that pair.",
         ),
         ScoreDef(
             "grounding",

@@ -151,3 +151,54 @@ def flips(scores, threshold_a: float, threshold_b: float) -> pd.DataFrame:
     rows = rows[np.argsort(s[rows], kind="stable")]
     kept_by = "A" if threshold_a < threshold_b else "B"
     return pd.DataFrame({"row": rows, "score": s[rows], "kept_by": np.full(len(rows), kept_by, dtype=object)})
+
+
+def auc_bootstrap_ci(
+    scores, verdicts, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`roc_auc` (rows resampled with replacement; seeded). Each resample is
+    a weighting of the rows, so the scores are sorted once and a resample costs O(rows). NaN without both
+    classes."""
+    s = _as_scores(scores)
+    v = verdict_codes(verdicts)
+    keep = ~np.isnan(s) & (v != UNJUDGED)
+    s, pos = s[keep], v[keep] == YES
+    n = len(s)
+    if not n or pos.all() or not pos.any():
+        return (math.nan, math.nan)
+    _, group = np.unique(s, return_inverse=True)  # tied scores share a group
+    ng = int(group.max()) + 1
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n_boot)
+    for i in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        wp = np.bincount(group, weights=w * pos, minlength=ng)
+        wn = np.bincount(group, weights=w * ~pos, minlength=ng)
+        p_tot, n_tot = wp.sum(), wn.sum()
+        if not p_tot or not n_tot:
+            aucs[i] = np.nan
+            continue
+        below = np.cumsum(wn) - wn
+        aucs[i] = float((wp * (below + 0.5 * wn)).sum() / (p_tot * n_tot))
+    alpha = (1 - level) / 2
+    lo, hi = np.nanquantile(aucs, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def reliability_table(scores, verdicts, *, bins: int = 10) -> pd.DataFrame:
+    """Calibration of a probability score: per bin of width 1/``bins`` over [0, 1] (the last one closed), the
+    judged rows in it, their mean score and their share of verdict "yes" (NaN for an empty bin). A calibrated
+    score has ``yes_rate`` close to ``mean_score`` in every bin."""
+    s = _as_scores(scores)
+    v = verdict_codes(verdicts)
+    keep = ~np.isnan(s) & (v != UNJUDGED)
+    s, yes = s[keep], (v[keep] == YES).astype(float)
+    b = np.clip((s * bins).astype(np.int64), 0, bins - 1)
+    n = np.bincount(b, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(b, weights=s, minlength=bins) / n
+        rate = np.bincount(b, weights=yes, minlength=bins) / n
+    edges = np.round(np.arange(bins + 1) / bins, 6)
+    return pd.DataFrame(
+        {"bin_left": edges[:-1], "bin_right": edges[1:], "rows": n, "mean_score": mean, "yes_rate": rate}
+    )

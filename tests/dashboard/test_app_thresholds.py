@@ -40,9 +40,11 @@ def test_slider_moves_match_pandas(sample_kb_dir, sample_kb, monkeypatch, capsys
     at = _page(sample_kb_dir, monkeypatch)
     assert not at.exception, at.exception
     assert at.selectbox(key="score").options == [
+        "critic P(keep) (learned)",
         "grounding (intention vs. pair text)",
         "typicality (intention vs. its relation)",
     ]
+    at.selectbox(key="score").set_value("grounding").run()
     df, sc = sample_kb.intentions, sample_kb.scores
     rel = df["relation"].astype(object)
     timings = []
@@ -87,6 +89,28 @@ def test_slider_moves_match_pandas(sample_kb_dir, sample_kb, monkeypatch, capsys
             + f" (median {statistics.median(timings) * 1000:.0f} ms)"
         )
     assert statistics.median(timings) < 2.0  # loose: a shared CPU; the benchmark prints the real number
+
+
+def test_the_critic_is_the_first_score_with_calibration_and_mind_share(sample_kb_dir, sample_kb, monkeypatch):
+    at = _page(sample_kb_dir, monkeypatch)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="score").value == "critic"  # a fresh sample KB opens on a score with signal
+    critic = sample_kb.scores["critic"]
+    verdict = sample_kb.intentions["verdict"]
+    yes = verdict == "yes"
+    metrics = {m.label: m.value for m in at.metric}
+    t = float(metrics["threshold"])
+    kept = critic >= t - 1e-9
+    assert abs(kept.mean() - yes.mean()) < 0.02  # keeps about MIND's share (1,487 of 3,397)
+    assert metrics["precision"] == f"{(kept & yes).sum() / kept.sum():.3f}"
+    assert metrics["recall"] == f"{(kept & yes).sum() / yes.sum():.3f}"
+    assert float(metrics["precision"]) > 0.6  # grounding, at the same share, is at chance (~0.44)
+    captions = " ".join(c.value for c in at.caption)
+    assert "A calibrated score lies on the diagonal" in captions
+    assert "3,397 rows scored out-of-fold" in captions
+    assert "ROC AUC of this score against the verdicts: **0.738**" in captions
+    at.selectbox(key="score").set_value("grounding").run()  # not a probability: no reliability curve
+    assert "A calibrated score lies on the diagonal" not in " ".join(c.value for c in at.caption)
 
 
 def test_rescored_p_yes_is_offered_and_old_kbs_say_how_to_rebuild(small_input_dir, tmp_path, monkeypatch):

@@ -168,7 +168,31 @@ def test_bad_input_gets_messages_and_loses_nothing(page, fake_openai):
     at = _run_to_end(at, 60)
     assert not at.exception, at.exception
     assert "the filter answer began with neither yes nor no" in _text(at)
+    # the page's default filter is "both": the critic decides, the unparsed LVLM answer stays flagged
+    table = at.dataframe[0].value
+    assert set(table["verdict"]) <= {"kept", "filtered"} and table["critic"].between(0, 1).all()
+    assert "the verdict is the learned critic's" in _text(at)
+    at.radio(key="try_filter").set_value("lvlm").run()  # MIND's rule: an unparsed answer judges nothing
+    at = _run_to_end(at, 60)
     assert set(at.dataframe[0].value["verdict"]) == {"unjudged"}
+
+
+def test_the_filter_choice_defaults_to_both_and_critic_skips_the_filter_calls(page, fake_openai):
+    at = page(MIND_BACKEND="openai", MIND_OPENAI_ENDPOINT=fake_openai.url)
+    assert at.radio(key="try_filter").value == "both"
+    assert "Critic: text-linear critic" in _text(at)
+    _fill(at, "A", "Red ceramic mug", ("mug.png", _png((200, 30, 30)), "image/png"))
+    _fill(at, "B", "Blue cork coaster", [("coaster.png", _png((30, 30, 200)), "image/png")])
+    at.radio(key="try_filter").set_value("critic").run()
+    assert "5 backend calls: 2 descriptions + 3 intentions + 0 filter answers." in _text(at)
+    at = _run_to_end(at)
+    assert not at.exception, at.exception
+    assert len(fake_openai.requests) == 2 + 3  # no filter request
+    table = at.dataframe[0].value
+    assert table["p_yes"].isna().all() and table["critic"].between(0, 1).all()
+    for verdict, p in zip(table["verdict"], table["critic"]):
+        assert verdict == ("kept" if p >= 0.5 else "filtered")
+    assert "critic P(keep)" in _text(at)
 
 
 def test_api_key_from_the_environment_is_sent(page, fake_openai):

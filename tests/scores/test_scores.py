@@ -170,7 +170,7 @@ def test_scores_artifact_staleness_and_old_kbs(small_input_dir, tmp_path):
     assert defs.available_scores(kb.scores) == []
     res = build_kb([small_input_dir], out, progress=False)
     assert res.status == "built" and "no scores.parquet yet" in res.reason
-    assert defs.available_scores(KnowledgeBase(out).scores) == ["grounding", "typicality"]
+    assert defs.available_scores(KnowledgeBase(out).scores) == ["critic", "grounding", "typicality"]
 
 
 def test_typicality_leave_one_out_by_hand():
@@ -187,10 +187,15 @@ def test_scores_command_reports_auc_and_strictest_relation(sample_kb_dir, capsys
 
     assert main(["scores", "--kb", str(sample_kb_dir), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["scores"]) == {"grounding", "typicality"}
+    assert set(out["scores"]) == {"critic", "grounding", "typicality"}
     assert 0.0 <= out["scores"]["grounding"]["auc"] <= 1.0
+    critic = out["scores"]["critic"]
+    lo, hi = critic["auc_ci95"]
+    assert lo < critic["auc"] < hi and critic["auc"] > 0.72  # the shipped critic, out-of-fold on its own sample
+    assert out["critic"]["out_of_fold_rows"] == 3397 and out["critic"]["plain_rows"] == 0
     strictest = out["relations"][0]
     assert (strictest["relation"], strictest["kept"], strictest["judged"]) == ("distinctFrom", 57, 240)
     assert main(["scores", "--kb", str(sample_kb_dir)]) == 0
     text = capsys.readouterr().out
     assert "grounding       AUC" in text and "distinctFrom  kept   57/ 240 = 23.8%" in text
+    assert "critic          AUC 0.7" in text and "[95% CI" in text and "3397 rows scored out-of-fold" in text
