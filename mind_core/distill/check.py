@@ -187,8 +187,18 @@ def classify(message: str) -> str:
     return "error"
 
 
-def _diagnose(report: CheckReport, message: str) -> None:
+def _diagnose(report: CheckReport, message: str, model: str | None = None) -> None:
     code = classify(message)
+    if (
+        code in ("wrong_url", "model_not_found")
+        and report.served_models
+        and model
+        and model not in report.served_models
+    ):
+        # GET /models worked, so the path is right: the 404 is about the model name
+        served = ", ".join(report.served_models[:5])
+        report.add("model_not_found", f"the server does not serve {model!r}; it serves: {served}. Pass --model NAME")
+        return
     advice = _ADVICE.get(code)
     report.add(code, f"{advice} ({_short(message, 300)})" if advice else _short(message, 400))
 
@@ -353,7 +363,7 @@ def check_backend(
         _run_stages(backend, config, report, use_images=use_images, need_p_yes=need_p_yes, params=params)
     except BackendError as err:
         report.stages.append(StageResult("(stopped)", False, error=str(err)))
-        _diagnose(report, str(err))
+        _diagnose(report, str(err), config.get("model"))
     finally:
         if make is None:
             backend.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.doubles import tiny_llava
+from doubles import tiny_llava
 
 #: a generic ChatML template with one placeholder per image; ``{image}`` is the family's image placeholder text
 _CHATML = (
