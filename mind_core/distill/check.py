@@ -105,6 +105,8 @@ class CheckReport:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     #: the served models (OpenAI-compatible servers), when the server lists them
     served_models: list[str] = field(default_factory=list)
+    #: strings :meth:`lines` replaces with "the model server" (the server's address on a shared dashboard)
+    hidden: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +134,8 @@ class CheckReport:
         for d in self.diagnoses:
             out.append(f"{'problem' if d.fatal else 'note'} [{d.code}]: {d.message}")
         out.append("result: every stage works" if self.ok else "result: NOT ready (see above)")
+        for secret in sorted(self.hidden, key=len, reverse=True):
+            out = [line.replace(secret, "the model server") for line in out]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,15 +329,25 @@ def check_backend(
     use_images: bool = True,
     need_p_yes: bool = True,
     params: GenParams | None = None,
-    make: Callable[[Any], Backend] | None = None,
+    opener: Callable[[Any], tuple[Backend, bool]] | None = None,
 ) -> CheckReport:
-    """Run the check for a :class:`~mind_core.lvlm.registry.BackendConfig` (see the module docstring). ``make``
-    builds the backend (default :func:`~mind_core.lvlm.registry.make_backend`; the try page passes its shared
-    loader). Never raises for a backend problem: everything lands in the report."""
-    from mind_core.lvlm.registry import make_backend
+    """Run the check for a :class:`~mind_core.lvlm.registry.BackendConfig` (see the module docstring).
+    ``opener(config) -> (backend, owned)`` builds the backend (default :func:`mind_core.distill.live.open_backend`,
+    as the try page does: in-process models are loaded once and shared, server clients get interactive timeouts
+    and few retries). Never raises for a backend problem: everything lands in the report."""
+    from mind_core.distill.live import open_backend
 
     params = params or CHECK_PARAMS
     report = CheckReport(backend=config.describe())
+    if config.kind == "openai" and config.get("detailed_errors") is False:
+        from mind_core.lvlm.openai_backend import normalize_endpoint
+
+        try:
+            base, chat = normalize_endpoint(config.get("endpoint") or "")
+            root = re.match(r"^https?://[^/]+", base)
+            report.hidden = [chat, base, *([root.group(0)] if root else [])]
+        except BackendError:
+            pass
     problems = config.problems()
     if problems:
         report.stages.append(StageResult("start", False, error=problems[0]))
@@ -344,7 +358,7 @@ def check_backend(
 
     t0 = time.perf_counter()
     try:
-        backend = (make or make_backend)(config)
+        backend, owned = (opener or open_backend)(config)
         load = getattr(backend, "load", None)
         if callable(load):  # the offline fallback loads lazily; time the load here, not in stage 1
             load()
@@ -365,7 +379,7 @@ def check_backend(
         report.stages.append(StageResult("(stopped)", False, error=str(err)))
         _diagnose(report, str(err), config.get("model"))
     finally:
-        if make is None:
+        if owned:
             backend.close()
     return report
 
