@@ -247,6 +247,16 @@ class ReviewStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def signature(self, kb_id: str) -> tuple[int, str | None, int]:
+        """(number of answers, latest answer time, sum of row ids) on ``kb_id``: changes whenever an answer is
+        written or undone (a key for caches of what is computed from the answers)."""
+        t = answers_table
+        with self.engine.connect() as conn:
+            n, latest, ids = conn.execute(
+                select(func.count(), func.max(t.c.created_at), func.sum(t.c.id)).where(t.c.kb_id == kb_id)
+            ).one()
+        return int(n), latest, int(ids or 0)
+
     def annotators(self, kb_id: str) -> dict[str, int]:
         """Annotator name -> number of answers on ``kb_id``."""
         t = answers_table
