@@ -95,9 +95,9 @@ def agreement(answers: pd.DataFrame, question: str, *, n_boot: int = N_BOOT, see
     """Agreement between annotators on ``question`` (``plausibility`` or ``typicality``)."""
     level, weights = QUESTIONS[question]
     m = ratings_matrix(answers, question)
+    k = len(m)  # annotators who answered this question
     m = m.loc[:, m.notna().sum(axis=0) >= 2]  # items at least two annotators rated
     values = m.to_numpy(dtype=float)
-    k = int((m.notna().sum(axis=1) > 0).sum())
     out: dict = {
         "question": question,
         "annotators": k,
@@ -242,7 +242,7 @@ def review_report(
         "plausible_share": float((labels["label"] == "yes").sum() / labels["label"].notna().sum())
         if labels["label"].notna().any()
         else math.nan,
-        "typicality_mean": float(pd.to_numeric(answers["typicality"], errors="coerce").mean())
+        "typicality_mean": float(pd.to_numeric(answers["typicality"], errors="coerce").astype(float).mean())
         if len(answers)
         else math.nan,
         "agreement": {q: agreement(answers, q, n_boot=n_boot, seed=seed) for q in QUESTIONS},
