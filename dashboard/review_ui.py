@@ -11,8 +11,13 @@ from dashboard.presenters.review import human_truth
 from dashboard.presenters.text import md
 from mind_core.review.store import ReviewDBError, ReviewStore, kb_id_of, open_store
 
-TRUTH_VERDICT = 'the recorded verdict "yes"'
-TRUTH_HUMAN = 'the human label "plausible" (the majority of the Review page\'s answers)'
+#: how the thresholds page's captions name each ground truth: (the positive class, the rows without one, short name)
+TRUTH_VERDICT = ('the recorded verdict "yes"', "unjudged rows", "the verdicts")
+TRUTH_HUMAN = (
+    'the human label "plausible" (the majority of the Review page\'s answers)',
+    "rows nobody rated (or with tied answers)",
+    "the human labels",
+)
 
 
 def review_store() -> ReviewStore | None:
@@ -24,9 +29,9 @@ def review_store() -> ReviewStore | None:
         return None
 
 
-def ground_truth_choice(kb) -> tuple[pd.Series, tuple, str]:
+def ground_truth_choice(kb) -> tuple[pd.Series, tuple, tuple[str, str, str]]:
     """A radio "Ground truth" (only when people rated intentions of this KB): ``(labels aligned with the rows,
-    a cache key for them, how the captions name the positive class)``."""
+    a cache key for them, how the captions name them: TRUTH_VERDICT or TRUTH_HUMAN)``."""
     verdicts = kb.intentions["verdict"]
     store = review_store()
     if store is None:

@@ -73,8 +73,8 @@ note = (
 )
 st.caption(
     SCORE_DEFS[key].definition + note + " Keep an intention when score ≥ threshold (ties are kept). "
-    f"Precision / recall / F1 treat {truth_name} as positive; rows without one count in the "
-    f"kept numbers only. ROC AUC of this score against it: **{view.auc:.3f}** (0.5 = chance)."
+    f"Precision / recall / F1 treat {truth_name[0]} as positive; {truth_name[1]} count in the "
+    f"kept numbers only. ROC AUC of this score against {truth_name[2]}: **{view.auc:.3f}** (0.5 = chance)."
 )
 
 lo, hi = float(hist.edges[0]), float(hist.edges[-1])
