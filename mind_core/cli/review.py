@@ -150,7 +150,8 @@ def stats_lines(report: dict) -> list[str]:
         f"filter vs people ({f['items']} judged intentions with a human label, {f['kept']} kept): precision of kept "
         f"{_fmt(f['precision_kept'])}{_ci(f['precision_kept_ci95'])}, "
         f"recall {_fmt(f['recall'])}{_ci(f['recall_ci95'])}, "
-        f"filtered & implausible {_fmt(f['filtered_implausible'])}, kappa {_fmt(f['cohen_kappa'])}"
+        f"filtered & implausible {_fmt(f['filtered_implausible'])}, kappa {_fmt(f['cohen_kappa'])}; mean typicality "
+        f"kept {_fmt(f['typicality_kept_mean'], 2)}, filtered {_fmt(f['typicality_filtered_mean'], 2)}"
     )
     for r in f["per_relation"]:
         lines.append(

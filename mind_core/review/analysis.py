@@ -10,7 +10,8 @@ Everything is computed from the answers (:meth:`ReviewStore.answers`) and the KB
   is the mean of the given values.
 * **human vs filter**: precision of the filter's "kept" (the share of kept intentions people find plausible),
   recall (the share of plausible ones the filter kept), the share of filtered ones people find implausible, Cohen's
-  kappa of verdict vs label, overall (with bootstrap intervals) and per relation.
+  kappa of verdict vs label, overall (with bootstrap intervals) and per relation; and the mean human typicality of
+  the kept and of the filtered intentions.
 * **human vs scores**: ROC AUC of the critic's P(keep), the filter's P(yes) and the embedding scores against the
   human label (:func:`mind_core.scores.metrics.roc_auc`, with its bootstrap interval).
 """
@@ -175,6 +176,11 @@ def human_vs_filter(intentions: pd.DataFrame, labels: pd.DataFrame, *, n_boot: i
     )
     out["recall_ci95"] = _ci(lambda i: _filter_stats(kept[i], plausible[i])["recall"], n, n_boot=n_boot, seed=seed)
     out["cohen_kappa"] = _kappa(kept.astype(float), plausible.astype(float), None)
+    typ = labels["typicality"].reindex(joined["intention_id"]).to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty side gives NaN
+        out["typicality_kept_mean"] = float(np.nanmean(typ[kept])) if kept.any() else math.nan
+        out["typicality_filtered_mean"] = float(np.nanmean(typ[~kept])) if (~kept).any() else math.nan
     per = []
     for rel, part in joined.groupby("relation", sort=True, observed=True):
         stats = _filter_stats((part["verdict"] == "yes").to_numpy(), (part["label"] == "yes").to_numpy())
