@@ -227,14 +227,14 @@ with st.container(border=True):
     for col, side, name in zip(cols, card.products, ("A", "B")):
         with col:
             image, _why = images.fetch_first_image(list(side.image_urls), timeout=2.0)
-            st.image(image if image is not None else images.placeholder_image((200, 200)), width=180)
+            st.image(image if image is not None else images.placeholder_image((160, 160)), width=140)
             st.markdown(md("**{}: {}**", name, side.title))
             st.caption(md("ASIN {}", side.asin))
             if side.description:
                 with st.expander("Description"):
                     st.markdown(md_escape(side.description))
     st.markdown(md("**Relation:** {} ({})", card.relation, card.phrase))
-    st.markdown(md("### {}", card.body))
+    st.markdown(md("#### {}", card.body))
     if card.body != card.full_text:
         with st.expander("Full text of the intention"):
             st.markdown(md_escape(card.full_text))

@@ -45,8 +45,8 @@ def _shown(at: AppTest, sample_kb) -> str:
     """The intention id on the card: the one whose informative part is the card's heading."""
     from mind_core.schema import intention_body
 
-    heading = next(m.value for m in at.markdown if m.value.startswith("### "))
-    text = re.sub(r"\\(.)", r"\1", heading[4:])
+    heading = next(m.value for m in at.markdown if m.value.startswith("#### "))
+    text = re.sub(r"\\(.)", r"\1", heading[5:])
     bodies = sample_kb.intentions["intention"].map(intention_body)
     hits = sample_kb.intentions.loc[bodies == text.replace("  \n", "\n"), "intention_id"]
     assert len(hits) >= 1, text[:80]
