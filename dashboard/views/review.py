@@ -129,6 +129,7 @@ if mode == "Results":
 typed = st.text_input(
     "Your name (answers are stored under it)",
     key=ANNOTATOR_KEY,
+    persist_state="session",
     placeholder="e.g. alice",
     help="Kept for this browser session. The same name in another session adds to the same answers.",
 )
@@ -143,7 +144,12 @@ except AnswerError as err:
 
 left, right = st.columns([2, 3])
 kind = left.selectbox(
-    "Queue", list(QUEUES), key="review_queue", format_func=lambda k: QUEUES[k].label, help=QUEUES["random"].help
+    "Queue",
+    list(QUEUES),
+    key="review_queue",
+    persist_state="session",
+    format_func=lambda k: QUEUES[k].label,
+    help=QUEUES["random"].help,
 )
 score = asin = None
 if kind == "uncertain":

@@ -98,6 +98,12 @@ def test_one_click_per_answer_next_item_undo_and_no_repeat(review_env, sample_kb
     # a new browser session under the same name: what alice rated is not offered again
     again = _session("alice")
     assert _shown(again, sample_kb) == second
+    again.switch_page("dashboard/views/home.py")
+    again.run()
+    again.switch_page(PAGE)
+    again.run()
+    assert again.text_input(key="review_annotator").value == "alice"  # the name stays for the browser session
+    assert _shown(again, sample_kb) == second
 
 
 def test_two_sessions_two_annotators_same_queue(review_env, sample_kb):
