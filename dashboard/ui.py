@@ -72,6 +72,13 @@ PAGES: list[tuple[str, str, str, str, str]] = [
         "thresholds",
         "what a stricter or looser filter would keep",
     ),
+    (
+        "dashboard/views/review.py",
+        "Review",
+        "✍️",
+        "review",
+        "rate intentions (plausibility, typicality); agreement and the filter against people",
+    ),
 ]
 
 

@@ -35,6 +35,9 @@ DEFAULT_CRITIC_DIR = DATA_DIR / "critic" / "mind-sample"
 #: values of ``MIND_CRITIC`` that turn the default critic off
 CRITIC_OFF = ("none", "off", "no", "0", "false")
 
+#: the review database's file name under the user-data folder (when ``MIND_REVIEW_DB`` is not set)
+REVIEW_DB_FILE = "review.sqlite"
+
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 BACKEND_KINDS = ("offline", "transformers", "openai")
 
@@ -58,6 +61,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "answer caches (default `.cache/` in the repository)",
     ),
     EnvVar("MIND_USER_DATA", "user_data_dir", 'where "Save into my KB" writes (default `data/user`)'),
+    EnvVar(
+        "MIND_REVIEW_DB",
+        "review_db",
+        "where the Review page and `review` commands keep human ratings: an SQLAlchemy URL (e.g. "
+        "`postgresql+psycopg://host/db` for a team) or an SQLite file path (default `<MIND_USER_DATA>/review.sqlite`)",
+    ),
     EnvVar(
         "MIND_EMBED_MODEL",
         "embed_model",
@@ -155,6 +164,8 @@ class Settings:
     kb_dir: Path = INDEXES_DIR / "sample"
     cache_dir: Path = REPO_ROOT / ".cache"
     user_data_dir: Path = DATA_DIR / "user"
+    #: human ratings: an SQLAlchemy URL or an SQLite file path; "" = ``<user_data_dir>/review.sqlite``
+    review_db: str = field(default="", repr=False)
     embed_model: str = DEFAULT_EMBED_MODEL
     intentionqa_dir: Path | None = None
     #: the default critic's model folder (None: none configured, `MIND_CRITIC=none`)
@@ -286,6 +297,16 @@ class Settings:
             if want.is_relative_to(base):
                 return True
         return False
+
+    @property
+    def review_db_url(self) -> str:
+        """The SQLAlchemy URL of the review database: :attr:`review_db` when it is a URL (``scheme://...``), an
+        SQLite file when it is a path, else ``<user_data_dir>/review.sqlite``."""
+        target = self.review_db.strip()
+        if "://" in target:
+            return target
+        path = Path(target).expanduser() if target else self.user_data_dir / REVIEW_DB_FILE
+        return f"sqlite:///{path.resolve()}"
 
     # -- helpers
     def cache(self, *parts: str) -> Path:

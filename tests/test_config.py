@@ -23,6 +23,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "MIND_KB": str(tmp_path / "kb"),
         "MIND_CACHE_DIR": str(tmp_path / "c"),
         "MIND_USER_DATA": str(tmp_path / "u"),
+        "MIND_REVIEW_DB": "postgresql+psycopg://rev:pw@db/reviews",
         "MIND_EMBED_MODEL": "some/model",
         "MIND_INTENTIONQA_DIR": str(tmp_path / "q"),
         "MIND_CRITIC": str(tmp_path / "critic"),
@@ -50,6 +51,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
         64,
     )
     assert s.max_field_chars == 5000
+    assert s.review_db_url == "postgresql+psycopg://rev:pw@db/reviews" and "pw@" not in repr(s)
     assert s.openai_api_key == "sk-secret" and s.hf_hub_offline is True and s.problems == ()
     assert s.shared is True and s.endpoints == ("http://a:1/v1", "http://b:2/v1") and s.models == ("/models/x", "org/y")
     assert s.kb_roots == (tmp_path / "r1", tmp_path / "r2")

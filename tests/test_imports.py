@@ -150,6 +150,7 @@ LAYERS = (
     ("mind_core.scores",),
     ("mind_core.kb",),
     ("mind_core.query",),
+    ("mind_core.review",),
     ("mind_core.eval",),
     ("mind_core.cli", "mind_core.__main__"),
     ("dashboard", "app"),

@@ -8,7 +8,7 @@ O(groups × bins), the same at 3k and 1.26M rows; thresholds snap to the 0.01-wi
 import pandas as pd
 import streamlit as st
 
-from dashboard import ui
+from dashboard import review_ui, ui
 from dashboard.presenters import threshold_charts as tc
 from dashboard.presenters import thresholds as present
 from dashboard.presenters.text import md_code
@@ -34,14 +34,14 @@ def score_table(_kb, kb_key: str, signature: tuple) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner="Counting…", max_entries=8)
-def score_view(_kb, kb_key: str, signature: tuple, key: str) -> ScoreView:
+def score_view(_kb, kb_key: str, signature: tuple, key: str, truth_key: tuple, _truth: pd.Series) -> ScoreView:
     df = _kb.intentions
     groups = {
         "relation": df["relation"],
         "category": df["category"],
         "product category (A)": product_category_of_a(df, _kb.products, product_index(_kb).a_pos),
     }
-    return ScoreView.build(key, score_table(_kb, kb_key, signature)[key], df["verdict"], groups)
+    return ScoreView.build(key, score_table(_kb, kb_key, signature)[key], _truth, groups)
 
 
 sc = score_table(kb, kb_key, signature)
@@ -62,7 +62,8 @@ if not available:
     st.stop()
 
 key = st.selectbox("Score", available, key="score", format_func=lambda k: SCORE_DEFS[k].label)
-view = score_view(kb, kb_key, signature, key)
+truth, truth_key, truth_name = review_ui.ground_truth_choice(kb)
+view = score_view(kb, kb_key, signature, key, truth_key, truth)
 hist = view.hist
 label = SCORE_DEFS[key].label
 note = (
@@ -72,8 +73,8 @@ note = (
 )
 st.caption(
     SCORE_DEFS[key].definition + note + " Keep an intention when score ≥ threshold (ties are kept). "
-    'Precision / recall / F1 treat the recorded verdict "yes" as positive; unjudged rows count in the '
-    f"kept numbers only. ROC AUC of this score against the verdicts: **{view.auc:.3f}** (0.5 = chance)."
+    f"Precision / recall / F1 treat {truth_name[0]} as positive; {truth_name[1]} count in the "
+    f"kept numbers only. ROC AUC of this score against {truth_name[2]}: **{view.auc:.3f}** (0.5 = chance)."
 )
 
 lo, hi = float(hist.edges[0]), float(hist.edges[-1])
@@ -136,7 +137,7 @@ cols[1].metric("kept", f"{same.kept:,} ({same.kept_rate:.1%})")
 cols[2].metric("precision", f"{same.precision:.3f}")
 cols[3].metric("recall", f"{same.recall:.3f}")
 if SCORE_DEFS[key].fixed_range == (0.0, 1.0):  # a probability: is it calibrated?
-    rel_table = reliability_table(sc[key], kb.intentions["verdict"])
+    rel_table = reliability_table(sc[key], truth)
     st.plotly_chart(tc.fig_reliability(rel_table, key), key="reliability")
     st.caption(
         "A calibrated score lies on the diagonal: of the intentions scored about 0.7, about 70 % were kept by the "

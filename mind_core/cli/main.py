@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mind_core.cli.scores",
     "mind_core.cli.critic",
     "mind_core.cli.check_backend",
+    "mind_core.cli.review",
 )
 
 

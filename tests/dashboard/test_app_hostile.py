@@ -243,6 +243,22 @@ def test_try_page_escapes_kb_text(app):
     assert any("described by a model" in c.value for c in at.caption)
 
 
+def test_review_page_escapes_kb_text_and_the_annotator_name(app):
+    at = app("dashboard/views/review.py")
+    at.text_input(key="review_annotator").set_value(f"ann {PAYLOAD}"[:60]).run()
+    _ok(at)
+    assert any(m.value.startswith("#### ") for m in at.markdown)  # an intention card is shown
+    at.text_input(key="review_comment").set_value(PAYLOAD).run()
+    at.button(key="review_t3").click().run()
+    _ok(at)
+    at.button(key="review_undo").click().run()
+    _ok(at)
+    at.button(key="review_no").click().run()
+    at.radio(key="review_mode").set_value("Results").run()
+    _ok(at)
+    assert at.dataframe
+
+
 def test_sidebar_escapes_a_typed_kb_path(app):
     at = app("dashboard/views/home.py")
     at.text_input(key="kb_typed").input(f"/nonexistent/{PAYLOAD}").run()
