@@ -34,6 +34,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, min_
             raise JobError(f"could not start or reach {where}: {first}" + (hint if address else "")) from None
         started = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": we know
     ctx = ray.data.DataContext.get_current()
     changes = {"enable_progress_bars": False, "retried_map_errors": True, "max_map_retries": int(max_retries)}
     saved = {k: getattr(ctx, k) for k in changes}
@@ -145,11 +147,20 @@ def root_cause(err: BaseException) -> BaseException:
     return cur
 
 
+_RAISED = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit))(?:: (?P<msg>.*))?$")
+
+
 def failure_message(err: BaseException, what: str, max_retries: int) -> str:
+    """One line for a task that failed on Ray: the exception the worker's code raised (Ray hands the driver a
+    wrapper whose text holds the worker's traceback; its first non-Ray ``Type: message`` line is the cause)."""
     cause = root_cause(err)
-    text = str(cause).strip().splitlines()
-    first = next((line for line in text if line.strip()), type(cause).__name__)
-    return f"{what} failed on Ray after {max_retries} retries: {type(cause).__name__}: {first}"
+    name, message = type(cause).__name__, next((x for x in str(cause).splitlines() if x.strip()), "")
+    for line in str(err).splitlines():
+        m = _RAISED.match(line.strip())
+        if m and not m.group("type").startswith("ray."):
+            name, message = m.group("type").rsplit(".", 1)[-1], m.group("msg") or ""
+            break
+    return f"{what} failed on Ray after {max_retries} retries: {name}: {message}".rstrip(": ")
 
 
 # --- the workers -----------------------------------------------------------------------------------------------
@@ -274,7 +285,7 @@ def run_distill_ray(
             ChunkWorker,
             fn_constructor_kwargs={"config": config, "options": run.options, "source": source},
             batch_size=chunk_pairs,
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            compute=ray.data.ActorPoolStrategy(size=min(workers, n_chunks)),
             **actor_resources(ray, config.kind),
         )
         try:
