@@ -20,8 +20,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-ray.txt
 	$(PIP) install -q -r requirements-dev.txt
+	# Ray Data for `--engine ray` (an optional extra for users; its tests run in `make test`)
+	$(PIP) install -q -r requirements-ray.txt
 	touch $@
 
 install: $(VENV)/.installed
