@@ -275,8 +275,8 @@ def backend_picker(prefix: str, base: Settings, *, kinds: Sequence[str] | None =
     shared = {o.name for other in infos.values() if other.name != kind for o in other.options}
     values: dict = {}
     for opt in info.options:
-        if not (opt.cli or opt.setting or opt.secret):
-            continue  # device / dtype / engine: CLI and library only
+        if not opt.form or not (opt.cli or opt.setting or opt.secret):
+            continue  # device / dtype / engine / retries: CLI and library only
         key = f"{prefix}_{kind}_{opt.name}" if opt.name in shared else f"{prefix}_{opt.name}"
         seeded = getattr(base, opt.setting, None) if opt.setting else None
         label = opt.label or opt.name.replace("_", " ").capitalize()

@@ -25,6 +25,9 @@ examples:
   python -m mind_core build-kb --input runs/x --out indexes/x
 
 Killed at any moment, the same command resumes: finished (pair, relation) rows are never redone or duplicated.
+Exit status: 0 when every row of the shard is done (rows another run wrote meanwhile count as done), 1 when some
+remain (failed calls: re-run to retry them) or when every filter answer was unparseable, 2 for bad input.
+A hung server costs at most --timeout x (--max-retries + 1) seconds per request (openai backend).
 """
 
 
@@ -188,6 +191,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         summary = _distill_here(args, meta, options, shard, run_info)
     print(summary.text(), file=sys.stderr)
     print(f"next: python -m mind_core build-kb --input {args.out} --out indexes/<name>", file=sys.stderr)
+    if summary.all_unparsed:
+        return 1  # rows without a single verdict are no result (the warning above says why)
     return 0 if summary.remaining == 0 or (summary.errors == 0 and summary.skipped_pairs) else 1
 
 

@@ -41,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     from mind_core.io import LockBusy
+    from mind_core.kb.store import KBError  # e.g. a file found damaged while a command reads it
     from mind_core.lvlm.base import BackendError
     from mind_core.schema import ValidationError
 
     try:
         return int(args.handler(args) or 0)
-    except (UserError, ValidationError, BackendError, LockBusy, FileNotFoundError) as err:
+    except (UserError, KBError, ValidationError, BackendError, LockBusy, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

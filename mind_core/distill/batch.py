@@ -51,7 +51,7 @@ from mind_core.distill.runs import (
     write_part,
 )
 from mind_core.lvlm.base import Backend, source_label
-from mind_core.schema import INTENTIONS_SCHEMA, PRODUCT_COLUMNS, PRODUCTS_SCHEMA, CoBuyPair, Product
+from mind_core.schema import INTENTIONS_SCHEMA, PRODUCT_COLUMNS, PRODUCTS_SCHEMA, CoBuyPair, Product, split_flags
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +147,40 @@ class DistillSummary(JobTally):
     described: int = 0
     skipped_pairs: int = 0
     image_failures: int = 0
+    by_others: int = 0  # rows of this shard another process wrote while this run ran (overlapping shard specs)
+    filter_unparsed: int = 0  # rows written now whose filter answer began with neither yes nor no
 
     @property
     def planned(self) -> int:
         return self.total_rows
+
+    @property
+    def remaining(self) -> int:
+        return self.planned - self.done_before - self.written - self.by_others
+
+    @property
+    def all_unparsed(self) -> bool:
+        """Every row written now has an unparseable filter answer: the model or server does not answer yes / no."""
+        return self.written > 0 and self.filter_unparsed == self.written
 
     def text(self) -> str:
         lines = [
             f"{self.shard}: {self.pairs} pairs x {self.relations} relations = {self.total_rows} rows; "
             + self.done_text()
         ]
+        if self.by_others:
+            lines.append(f"{self.by_others} rows of this shard were written by another run meanwhile (not redone)")
+        if self.all_unparsed:
+            lines.append(
+                f"warning: all {self.written} filter answers were unparseable (neither yes nor no): these rows have "
+                "no verdict. The model or server does not follow the filter prompt; check it (python -m mind_core "
+                "rescore, or another --model) before building a KB from them"
+            )
+        elif self.filter_unparsed:
+            lines.append(
+                f"warning: {self.filter_unparsed} of {self.written} filter answers were unparseable (flag "
+                "filter_unparsed, no verdict)"
+            )
         if self.described:
             lines.append(f"stage 1 described {self.described} products")
         if self.image_failures:
@@ -325,8 +349,10 @@ class DistillRun:
         )
         self.bar = progress_bar(self.summary.total_rows, self.summary.done_before, f"distill {self.tag}", self.progress)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
         try:
+            if kind is None:
+                self._count_others()
             if self.bar is not None:
                 self.bar.close()
             self.summary.seconds = time.monotonic() - self.t0
@@ -340,7 +366,21 @@ class DistillRun:
                 seconds=round(s.seconds, 2),
             )
         finally:
-            self._lock.__exit__(*exc)
+            self._lock.__exit__(kind, *exc)
+
+    def _read_new_parts(self) -> None:
+        """Add the keys of intention parts another process wrote since this run last looked."""
+        for part in _parts(self.out / INTENTIONS_DIR):
+            if part.name not in self.known_parts:
+                self.known_parts.add(part.name)
+                self.done |= keys_of(part, ("pair_id", "relation"), self.source)
+
+    def _count_others(self) -> None:
+        """Rows another process wrote after this run's last chunk count as done, not remaining."""
+        self._read_new_parts()
+        mine_done = sum(1 for p in self.mine for r in self.relations if (p.pair_id, r) in self.done)
+        s = self.summary
+        s.by_others = max(0, mine_done - s.done_before - s.written)
 
     # --- the work ----------------------------------------------------------------------------------------------
     def chunks(self, chunk_pairs: int) -> list[list[CoBuyPair]]:
@@ -393,10 +433,7 @@ class DistillRun:
         summary.image_failures = len(self.image_failed)
 
         # another process may have written some of these keys meanwhile (e.g. overlapping shard specs)
-        for part in _parts(out / INTENTIONS_DIR):
-            if part.name not in self.known_parts:
-                self.known_parts.add(part.name)
-                self.done |= keys_of(part, ("pair_id", "relation"), source)
+        self._read_new_parts()
         rows = [r for r in res.rows if (r["pair_id"], r["relation"]) not in self.done]
         if rows:
             self._save_products([a for r in rows for a in (r["asin_a"], r["asin_b"])])
@@ -406,5 +443,6 @@ class DistillRun:
             summary.parts.append(f"{INTENTIONS_DIR}/{name}")
             self.done |= {(r["pair_id"], r["relation"]) for r in rows}
             summary.written += len(rows)
+            summary.filter_unparsed += sum("filter_unparsed" in split_flags(r.get("flags")) for r in rows)
             if self.bar is not None:
                 self.bar.update(len(rows))

@@ -32,7 +32,8 @@ from mind_core.kb.store import (
     PRODUCTS_FILE,
     SCORES_FILE,
     KBError,
-    artifact_problem,
+    content_problem,
+    manifest_problem,
 )
 from mind_core.schema import INTENTION_COLUMNS, INTENTIONS_SCHEMA, PRODUCT_COLUMNS, PRODUCTS_SCHEMA, intention_body
 
@@ -90,7 +91,9 @@ def _why_rebuild(out: Path, wanted: dict[str, Any]) -> str | None:
         return "input files changed"
     if SCORES_FILE not in manifest.get("artifacts", {}):
         return f"no {SCORES_FILE} yet (built before filter scores existed)"
-    return artifact_problem(out, manifest)
+    if problem := manifest_problem(manifest):
+        return f"manifest is not a KB manifest ({problem})"
+    return content_problem(out, manifest)
 
 
 #: what a manifest written before a key existed meant by its absence
@@ -365,11 +368,12 @@ def _build_into(
     timings["critic"] = round(time.perf_counter() - t, 2)
     peak["critic"] = _peak_rss_mb()
 
+    t = time.perf_counter()
     artifacts = {
-        name: {"bytes": (stage / name).stat().st_size}
+        name: {"bytes": (stage / name).stat().st_size, "sha256": io.sha256_file(stage / name)}
         for name in (INTENTIONS_FILE, PRODUCTS_FILE, EMBEDDINGS_FILE, INDEX_FILE, SCORES_FILE)
     }
-    artifacts[INTENTIONS_FILE]["sha256"] = io.sha256_file(ipath)
+    timings["checksums"] = round(time.perf_counter() - t, 2)
     manifest = {
         **wanted,
         "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -94,7 +94,10 @@ def score_kb(kb, critic: Critic) -> dict[str, Any]:
     write_critic_column(path / SCORES_FILE, result.values)
     info = critic_info(critic, result)
     manifest = json.loads((path / MANIFEST_FILE).read_text())
-    manifest["artifacts"][SCORES_FILE]["bytes"] = (path / SCORES_FILE).stat().st_size
+    manifest["artifacts"][SCORES_FILE] = {
+        "bytes": (path / SCORES_FILE).stat().st_size,
+        "sha256": io.sha256_file(path / SCORES_FILE),
+    }
     manifest.setdefault("scores", {})["critic"] = info
     io.write_json(path / MANIFEST_FILE, manifest, ensure_ascii=True)
     kb.manifest = manifest

@@ -38,10 +38,27 @@ def export_frame(df: pd.DataFrame, fmt: str) -> bytes:
 
 
 def export(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+    """Write ``df`` to the file ``path`` (atomically); the format is ``fmt`` or the file's extension.
+    :class:`ValueError` with a one-line message for a directory, an unknown extension or a folder that cannot be
+    written."""
     path = Path(path)
-    fmt = fmt or path.suffix.lstrip(".")
-    data = export_frame(df, fmt)
-    io.write_bytes(path, data)
+    if path.is_dir():
+        raise ValueError(
+            f"--out {path} is a directory; give a file name, e.g. {path / 'intentions.csv'} "
+            f"(the extension picks the format: {', '.join(EXPORT_FORMATS)})"
+        )
+    if not fmt and path.suffix.lstrip(".").lower() not in EXPORT_FORMATS:
+        raise ValueError(
+            f"cannot tell the format of {path.name!r} from its extension; name the file "
+            f"{' / '.join('.' + f for f in EXPORT_FORMATS)} or pass --format"
+        )
+    data = export_frame(df, fmt or path.suffix.lstrip("."))
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: the folder {path.parent} does not exist")
+    try:
+        io.write_bytes(path, data)
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot write there ({err.strerror or err})") from None
     return path
 
 

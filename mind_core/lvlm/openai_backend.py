@@ -171,6 +171,18 @@ def _describe(opts: dict[str, Any]) -> str:
     return f"openai · {model} at {opts.get('endpoint') or '(no URL)'} — an OpenAI-compatible server"
 
 
+def _non_negative_int(value) -> int:
+    import argparse
+
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return n
+
+
 @register_backend(
     "openai",
     summary="any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server ...)",
@@ -211,12 +223,19 @@ def _describe(opts: dict[str, Any]) -> str:
         ),
         BackendOption(
             "timeout_s",
-            "seconds to wait for one answer before it counts as timed out (default 120)",
+            "seconds to wait for one answer before it counts as timed out (default 120); with --max-retries it "
+            "bounds what a hung server costs: timeout x (retries + 1) per request",
             type=float,
             arg="read_timeout",
             setting="openai_timeout_s",
-            cli=False,
+            cli_name="timeout",
             label="Seconds to wait for one answer",
+        ),
+        BackendOption(
+            "max_retries",
+            "retries of a request after a timeout, a connection error, 429 or 5xx (default 4; 0 = no retry)",
+            type=_non_negative_int,
+            form=False,
         ),
     ),
 )

@@ -55,10 +55,14 @@ class BackendOption:
     #: short label and example value for a form field (the dashboard's backend pickers)
     label: str | None = None
     placeholder: str | None = None
+    #: offered in the dashboard's backend form (else CLI and library only)
+    form: bool = True
+    #: the CLI flag's name when it differs from ``name`` (``timeout_s`` -> ``--timeout``)
+    cli_name: str | None = None
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.cli_name or self.name).replace("_", "-")
 
     @property
     def keyword(self) -> str:

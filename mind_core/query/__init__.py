@@ -29,4 +29,6 @@ def search(kb, query: str, mode: str = "semantic", k: int = 200, facets: Facets 
     """The top ``k`` rows for ``query`` in ``mode`` (semantic / keyword / hybrid) within ``facets``."""
     if mode not in _BY_MODE:
         raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}")  # k <= 0 once sliced the results
     return _BY_MODE[mode](kb, query, k=k, facets=facets)

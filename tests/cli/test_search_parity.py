@@ -88,3 +88,16 @@ def test_queries_file_errors(sample_kb_dir, capsys, tmp_path):
     assert "no queries" in capsys.readouterr().err
     assert main(["search", "--kb", str(sample_kb_dir), "--queries", str(tmp_path / "missing.txt")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("k", ["-5", "0"])
+@pytest.mark.parametrize("facets", ["none", "relation+verdict"])
+def test_k_below_one_is_refused_the_same_way_with_and_without_facets(sample_kb_dir, capsys, k, facets):
+    """Issue 16 case 13: ``-k -5`` returned a slice of the results and ``-k 0`` differed with and without facets."""
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--kb", str(sample_kb_dir), "--query", QUERY, "-k", k, *FACETS[facets][1]])
+    assert exc.value.code == 2 and f"argument -k: must be > 0, got {k}" in capsys.readouterr().err
+    kb = KnowledgeBase(sample_kb_dir)
+    for mode in query.MODES:  # the library refuses it too (the pages pass k through it)
+        with pytest.raises(ValueError, match="k must be a whole number >= 1"):
+            query.search(kb, QUERY, mode=mode, k=int(k), facets=Facets.of(**FACETS[facets][0]))

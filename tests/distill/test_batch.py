@@ -374,3 +374,57 @@ def test_describe_always_persists_stage_one_and_does_not_repeat_it(tmp_path):
     new = {a for p in meta.pairs[3:6] for a in (p.asin_a, p.asin_b)} - asins
     assert s2.described == len(new)
     assert load_inputs([out]).products[next(iter(asins))]["description"].startswith("Stretchy gloves")
+
+
+def test_rows_written_by_an_overlapping_run_count_as_done_not_remaining(tmp_path):
+    """Issue 16 case 11: a run that overlaps another shard spec (here 0/1 while 0/2 runs into the same folder) used
+    to exit 1 reporting rows 'remaining' that the other run had written. They are done: counted, not redone."""
+    meta = load_amazon_metadata(FIXTURE)
+    opts = DistillOptions(relations=["usedFor"], use_images=False, describe="never")
+    out = tmp_path / "run"
+
+    class Interloper(ScriptedBackend):
+        fired = False
+
+        def generate(self, requests, params):
+            if not self.fired:  # another process, mid-run, writes shard 0/2 into the same folder
+                self.fired = True
+                other = run_distill(
+                    meta.products, meta.pairs, out, ScriptedBackend(), opts, shard=(0, 2), max_pairs=8, progress=False
+                )
+                assert other.written > 0 and other.remaining == 0
+            return super().generate(requests, params)
+
+    s = run_distill(meta.products, meta.pairs, out, Interloper(), opts, max_pairs=8, chunk_pairs=2, progress=False)
+    assert s.done_before == 0 and s.by_others > 0
+    assert s.written + s.by_others == s.total_rows == 8 and s.remaining == 0
+    assert "written by another run meanwhile" in s.text()
+    keys = [(r["pair_id"], r["relation"]) for r in _rows(out)]
+    assert len(keys) == len(set(keys)) == 8
+
+
+def test_all_unparseable_filter_answers_warn_and_exit_1(tmp_path, fake_openai, capsys):
+    """Issue 16 case 11: a run whose every filter answer is neither yes nor no used to exit 0 silently."""
+    fake_openai.set(mode="garbage")
+    cmd = _distill_cmd(fake_openai.url, tmp_path / "g", "--max-pairs", "2")[3:]
+    assert cli_main(cmd) == 1
+    err = capsys.readouterr().err
+    assert "all 6 filter answers were unparseable" in err and "no verdict" in err
+    assert all(r["verdict"] is None and "filter_unparsed" in r["flags"] for r in _rows(tmp_path / "g"))
+    fake_openai.set(mode="normal")
+    assert cli_main(_distill_cmd(fake_openai.url, tmp_path / "n", "--max-pairs", "2")[3:]) == 0
+    assert "filter answers were unparseable" not in capsys.readouterr().err
+
+
+def test_timeout_and_max_retries_bound_a_hung_server(tmp_path, fake_openai, capsys):
+    """Issue 16 case 11: --timeout / --max-retries exist and bound what a hung server costs (was 120 s x 5)."""
+    fake_openai.set(mode="slow", slow_s=5.0)
+    cmd = _distill_cmd(fake_openai.url, tmp_path / "h", "--max-pairs", "1", "--relations", "usedFor")[3:]
+    assert cli_main([*cmd, "--timeout", "0.3", "--max-retries", "1", "--describe", "never"]) == 1
+    assert "1 calls failed" in capsys.readouterr().err
+    (error,) = [json.loads(x) for x in (tmp_path / "h" / "_state" / "errors.jsonl").read_text().splitlines()]
+    assert "timed out after 0.3 s" in error["error"] and "gave up after 2 attempts" in error["error"]
+    assert len(fake_openai.requests) == 2  # one try + one retry, then the request counts as failed
+    with pytest.raises(SystemExit) as exc:
+        cli_main([*cmd, "--max-retries", "-1"])
+    assert exc.value.code == 2 and "--max-retries: must be >= 0" in capsys.readouterr().err
