@@ -8,8 +8,10 @@ PORT ?= 8501
 # 127.0.0.1: local mode (only this machine); any other address (0.0.0.0) puts the dashboard in shared mode
 ADDRESS ?= 127.0.0.1
 PYTEST_ARGS ?=
+# make serve-local [PORT=8011] [SERVE_MODEL=folder-or-id]: the model (default: the offline fallback's SmolLM2-135M)
+SERVE_MODEL ?=
 
-.PHONY: run test lint format install install-dev kb chromium offline-fast bench clean-kb
+.PHONY: run test lint format install install-dev install-serve serve-local kb chromium offline-fast bench clean-kb
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,14 +22,26 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-ray.txt
-	$(PIP) install -q -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-serve.txt requirements-ray.txt
+	$(PIP) install -q -r requirements-dev.txt -r requirements-serve.txt
 	# Ray Data for `--engine ray` (an optional extra for users; its tests run in `make test`)
 	$(PIP) install -q -r requirements-ray.txt
 	touch $@
 
+$(VENV)/.installed-serve: $(VENV)/.installed requirements-serve.txt
+	$(PIP) install -q -r requirements-serve.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-serve: $(VENV)/.installed-serve
+
+## an OpenAI-compatible server (`transformers serve`) on http://127.0.0.1:$(PORT)/v1 (PORT default 8011), no GPU needed: the
+## offline fallback's SmolLM2-135M (its dequantised copy; made from the packaged GGUF on first use) or SERVE_MODEL
+## (a model folder or HF id). Then: --backend openai --endpoint http://127.0.0.1:$(PORT)/v1
+serve-local: PORT := 8011
+serve-local: $(VENV)/.installed-serve
+	$(PY) -m mind_core.lvlm.serve_local --port $(PORT) $(if $(SERVE_MODEL),--model $(SERVE_MODEL))
 
 ## build (or verify: a no-op when unchanged) the sample KB + FAISS index from the vendored data
 kb: $(VENV)/.installed

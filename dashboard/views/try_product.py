@@ -12,6 +12,7 @@ from dashboard.presenters.products import product_choices
 from dashboard.presenters.text import md, md_code, md_escape, verdict_badge
 from mind_core import images
 from mind_core.distill import inputs, live
+from mind_core.distill.check import check_backend
 from mind_core.kb.critic import default_critic, row_scorer
 from mind_core.kb.export import EXPORT_FORMATS, export_rows
 from mind_core.kb.store import KBError
@@ -44,6 +45,22 @@ with st.sidebar:
     st.caption(f"Will run: {md_escape(config.describe())}")
     for problem in config.problems():
         st.warning(md_escape(problem))
+    if st.button(
+        "Test backend",
+        key="try_check",
+        disabled=bool(config.problems()),
+        help="One call per stage on a built-in pair (drawn images): latency, images, P(yes), what is wrong.",
+    ):
+        with st.spinner("Testing the backend: one call per stage…"):
+            check = check_backend(config)
+        st.session_state["try_check_report"] = (config.cache_key(), check.ok, check.lines())
+    shown = st.session_state.get("try_check_report")
+    if shown and shown[0] == config.cache_key():
+        if shown[1]:
+            st.success("Backend test: every stage works.")
+        else:
+            st.error("Backend test: not ready; the report says why.")
+        st.code("\n".join(shown[2]), language=None)  # plain text, never Markdown
 
 st.title("Try a product")
 st.write(

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "mind_core.cli.eval",
     "mind_core.cli.scores",
     "mind_core.cli.critic",
+    "mind_core.cli.check_backend",
 )
 
 

@@ -36,6 +36,20 @@ P(yes): filter requests (``want_yes_prob``) ask for ``logprobs: true, top_logpro
 the first answer token's top logprobs (yes/no variants, normalised; see :mod:`mind_core.lvlm`). None when the
 server returns no logprobs. A server that rejects the logprobs fields with HTTP 400 is asked again without them
 and not asked for logprobs again.
+
+Servers differ from the OpenAI API in ways this client handles (measured against ``transformers serve`` 5.24,
+vLLM-style servers and the test double; docs/measurements.md, "A real server"):
+
+* error bodies: ``{"error": {"message": ...}}`` (OpenAI, vLLM), ``{"detail": ...}`` (FastAPI: ``transformers
+  serve``), plain text; all are quoted the same way;
+* a model name the server does not serve: HTTP 404 (vLLM, Ollama) or HTTP 400 "Server is pinned to 'X'; requested
+  'Y'" (``transformers serve`` started with a model): both stop the batch with :class:`BackendError`;
+* logprobs: ``transformers serve`` ignores ``logprobs`` / ``top_logprobs`` (HTTP 200 without them; p_yes None,
+  one warning), others reject them with HTTP 400 (asked again without);
+* images sent to a text-only model: vLLM answers HTTP 400, ``transformers serve`` drops them silently (the answer
+  is blind; ``python -m mind_core check-backend`` notices it from the prompt token counts);
+* ``GET /models``: a pinned ``transformers serve`` lists its one model (the id is the path or hub id it was
+  started with); unpinned, it lists the models in the local Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -140,11 +154,23 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _server_message(resp: Any) -> str:
+    """What the server said in an error body: OpenAI / vLLM ``{"error": {"message": ...}}``, a bare
+    ``{"error": "..."}``, ``{"message": ...}``, or FastAPI's ``{"detail": "..."}`` / ``{"detail": [{"msg": ...}]}``
+    (``transformers serve``); else the start of the body."""
     try:
         body = resp.json()
     except ValueError:
         return resp.text[:500].strip()
     if isinstance(body, dict):
+        if "error" not in body and "detail" in body:
+            detail = body["detail"]
+            if isinstance(detail, list):
+                parts = [
+                    f"{'.'.join(str(x) for x in d.get('loc', ()))}: {d.get('msg')}" if isinstance(d, dict) else str(d)
+                    for d in detail
+                ]
+                return "; ".join(parts)[:500]
+            return str(detail)[:500]
         err = body.get("error", body)
         if isinstance(err, dict):
             return str(err.get("message") or err)[:500]
@@ -152,6 +178,13 @@ def _server_message(resp: Any) -> str:
             return body["message"][:500]
         return str(err)[:500]
     return str(body)[:500]
+
+
+#: how servers say that the requested model is not the one they serve (the status varies: vLLM 404,
+#: ``transformers serve`` 400 "Server is pinned to 'X'; requested 'Y'.", Ollama 404 "model 'x' not found")
+_MODEL_NOT_SERVED = re.compile(
+    r"pinned to|model .{0,80}(not found|does not exist|not served)|no such model|unknown model", re.IGNORECASE
+)
 
 
 def _strip_prefill(text: str, prefill: str) -> str | None:
@@ -291,6 +324,7 @@ class OpenAIBackend:
         self.top_logprobs = int(top_logprobs)
         self.extra_body = dict(extra_body or {})
         self._logprobs_ok = True
+        self._warned_no_logprobs = False
         self._preflight_done = False
         self._lock = threading.Lock()
         headers = {"Content-Type": "application/json"}
@@ -468,6 +502,16 @@ class OpenAIBackend:
             )
         if code >= 400:
             said = _server_message(resp)
+            if _MODEL_NOT_SERVED.search(said):  # no request can succeed with this model name
+                raise BackendError(
+                    self._say(f"HTTP {code} from {{url}}: model {self.model!r} is not served", f" ({said})")
+                    + "; pass the model name GET /v1/models lists with --model"
+                )
+            if code == 422 and "continue_final_message" in said:
+                raise BackendError(
+                    self._say(f"HTTP {code} from {{url}}", f": {said}")
+                    + "; this server cannot continue an assistant turn: use prefill_mode='auto'"
+                )
             raise _RequestFailed(self._say(f"HTTP {code} from {{url}}", f": {said}"), server_text=said)
         try:
             data = resp.json()
@@ -563,6 +607,12 @@ class OpenAIBackend:
         if req.want_yes_prob:
             p_yes, lp_meta = self._p_yes(choice)
             meta.update(lp_meta)
+            if lp_meta.get("logprobs") == "not returned" and not self._warned_no_logprobs:
+                self._warned_no_logprobs = True
+                log.warning(
+                    "the server answered without logprobs (e.g. `transformers serve` ignores them): p_yes is None; "
+                    "the verdict comes from the answer's first word"
+                )
         return LVLMResponse(text=text, p_yes=p_yes, meta=meta)
 
     @staticmethod

@@ -40,7 +40,9 @@ _CORPUS = [
 ]
 
 
-def _tokenizer():
+def _tokenizer(extra_special: tuple[str, ...] = (), named: dict[str, str] | None = None):
+    """The tiny BPE tokenizer; ``extra_special`` adds special tokens, ``named`` names some of them
+    (``{"image_token": "<image>"}``: ``tokenizer.image_token``, as multimodal processors expect)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -49,7 +51,7 @@ def _tokenizer():
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=400,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + [t for t in extra_special if t not in SPECIAL_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -60,7 +62,9 @@ def _tokenizer():
         eos_token="</s>",
         pad_token="<pad>",
         unk_token="<unk>",
-        additional_special_tokens=[IMAGE_TOKEN, "<|im_start|>", "<|im_end|>"],
+        additional_special_tokens=[IMAGE_TOKEN, "<|im_start|>", "<|im_end|>"]
+        + [t for t in extra_special if t not in SPECIAL_TOKENS],
+        **({"extra_special_tokens": named} if named else {}),
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast

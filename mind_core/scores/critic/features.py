@@ -177,7 +177,7 @@ def ngrams(text: str) -> list[str]:
     tokens = _TOKEN.findall(text.lower())
     out = list(tokens) if NGRAMS[0] <= 1 else []
     for n in range(max(2, NGRAMS[0]), NGRAMS[1] + 1):
-        out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        out.extend(map(" ".join, zip(*(tokens[i:] for i in range(n)))))
     return out
 
 
@@ -190,23 +190,69 @@ def build_vocabulary(texts: Sequence[str], min_df: int = MIN_DF) -> list[str]:
     return sorted(g for g, n in df.items() if n >= min_df)
 
 
-def count_matrix(texts: Sequence[str], vocabulary: Mapping[str, int] | Sequence[str]) -> sp.csr_matrix:
-    """Term counts (docs x vocabulary) of the n-grams in ``vocabulary``; others are ignored."""
+class _GramIndex:
+    """A vocabulary of word n-grams (:data:`NGRAMS` up to bigrams) as integer tables, so counting needs one dict
+    lookup per token instead of one string per n-gram: tokens map to ids of the words the vocabulary uses, a
+    unigram's column comes from a per-word table and a bigram's from its key ``id_a * words + id_b`` found with
+    ``searchsorted`` in the sorted keys."""
+
+    def __init__(self, index: Mapping[str, int]):
+        words: dict[str, int] = {}
+        for g in index:
+            for w in g.split(" "):
+                words.setdefault(w, len(words))
+        self.words = words
+        self.unigram = np.full(len(words) + 1, -1, dtype=np.int64)  # last slot: unknown word
+        keys, cols = [], []
+        for g, j in index.items():
+            parts = g.split(" ")
+            if len(parts) == 1:
+                self.unigram[words[parts[0]]] = j
+            elif len(parts) == 2:
+                keys.append(words[parts[0]] * len(words) + words[parts[1]])
+                cols.append(j)
+            else:
+                raise ValueError(f"vocabulary entry {g!r}: only unigrams and bigrams are counted")
+        order = np.argsort(keys)
+        self.bigram_keys = np.asarray(keys, dtype=np.int64)[order]
+        self.bigram_cols = np.asarray(cols, dtype=np.int64)[order]
+
+
+def count_matrix(
+    texts: Sequence[str], vocabulary: Mapping[str, int] | Sequence[str], *, batch: int = 4096
+) -> sp.csr_matrix:
+    """Term counts (docs x vocabulary) of the n-grams (:func:`ngrams`) in ``vocabulary``; others are ignored.
+    Vectorised per ``batch`` texts (:class:`_GramIndex`); duplicates of a (row, column) add up in SciPy."""
+    from itertools import repeat
+
+    if NGRAMS[0] > 1 or NGRAMS[1] > 2:
+        raise ValueError(f"count_matrix counts unigrams and bigrams, not n-grams {NGRAMS}")
     index = vocabulary if isinstance(vocabulary, Mapping) else {g: i for i, g in enumerate(vocabulary)}
-    indptr, indices, data = [0], [], []
-    for t in texts:
-        counts: dict[int, int] = {}
-        for g in ngrams(t):
-            j = index.get(g)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        indices.extend(counts)
-        data.extend(counts.values())
-        indptr.append(len(indices))
-    m = sp.csr_matrix(
-        (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
-        shape=(len(indptr) - 1, len(index)),
-    )
+    width = len(index)
+    gi = _GramIndex(index)
+    unknown, nwords = len(gi.words), len(gi.words)
+    blocks = []
+    for start in range(0, len(texts), batch):
+        tokens = [_TOKEN.findall(t.lower()) for t in texts[start : start + batch]]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        flat = [w for ts in tokens for w in ts]
+        ids = np.fromiter(map(gi.words.get, flat, repeat(unknown)), dtype=np.int64, count=len(flat))
+        doc = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
+        uni = gi.unigram[ids]
+        # bigrams: consecutive tokens of the same text, both words known
+        pair = (doc[1:] == doc[:-1]) & (ids[1:] != unknown) & (ids[:-1] != unknown)
+        keys = ids[:-1][pair] * nwords + ids[1:][pair]
+        pos = np.searchsorted(gi.bigram_keys, keys)
+        pos = np.minimum(pos, max(len(gi.bigram_keys) - 1, 0))
+        hit = gi.bigram_keys[pos] == keys if len(gi.bigram_keys) else np.zeros(len(keys), dtype=bool)
+        rows = np.concatenate([doc[uni >= 0], doc[:-1][pair][hit]])
+        cols = np.concatenate([uni[uni >= 0], gi.bigram_cols[pos[hit]]])
+        m = sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(len(tokens), width))
+        m.sum_duplicates()
+        blocks.append(m)
+    if not blocks:
+        return sp.csr_matrix((0, width), dtype=np.float64)
+    m = sp.vstack(blocks, format="csr")
     m.sort_indices()
     return m
 
