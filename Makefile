@@ -22,8 +22,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-serve.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-serve.txt requirements-ray.txt
 	$(PIP) install -q -r requirements-dev.txt -r requirements-serve.txt
+	# Ray Data for `--engine ray` (an optional extra for users; its tests run in `make test`)
+	$(PIP) install -q -r requirements-ray.txt
 	touch $@
 
 $(VENV)/.installed-serve: $(VENV)/.installed requirements-serve.txt

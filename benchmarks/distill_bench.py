@@ -10,8 +10,14 @@
    calls/second, the ratio to concurrency 1, and the ideal ratio (latency-bound).
 2. Offline fallback (``make_backend("offline")``): load time, then wall seconds for one pair x 3 relations
    (``run_pair``: 3 intentions + 3 filters, no images, no stage 1), and the texts it wrote.
+3. ``--engine ray``: ``run_distill_ray`` (``distill --engine ray``) on a local Ray instance against the same fake
+   server, with 1 and 2 workers (``--workers``), each worker an actor with its own openai backend of
+   ``--ray-concurrency`` (default 4) parallel requests; next to it the local engine at the same total number of
+   requests in flight (concurrency 4 and 8). Ray's start-up (``ray.init``) is outside the timing; the actors'
+   start-up is inside (each run starts its pool). Replaces parts 1 and 2 (run them without ``--engine ray``).
 
     .venv/bin/python benchmarks/distill_bench.py [--latency 0.2] [--skip-offline] [--offline-pairs 1]
+    .venv/bin/python benchmarks/distill_bench.py --engine ray [--workers 1,2] [--ray-concurrency 4] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -120,6 +126,71 @@ def bench_openai(latency: float, levels: list[int], seconds: float, relations: l
     return results
 
 
+def bench_ray(latency: float, worker_levels: list[int], per_worker: int, seconds: float, relations: list[str]):
+    """pairs/min of the Ray engine with each number of workers, and of the local engine with the same number of
+    requests in flight; each run on a workload sized for ~``seconds`` of latency-bound work."""
+    import logging
+
+    import ray
+
+    from mind_core.distill.ray_engine import RayOptions, run_distill_ray
+    from mind_core.lvlm import make_backend
+    from mind_core.lvlm.registry import BackendConfig
+
+    calls_per_pair = 2 * len(relations)
+    opts = DistillOptions(relations=relations, use_images=False, describe="never", params=GenParams(max_new_tokens=128))
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=max(worker_levels), include_dashboard=False, logging_level=logging.WARNING)
+    init_s = time.perf_counter() - t0
+    results = []
+    try:
+        with fake_server(latency) as url:
+            # warm-up: Ray's first dataset starts its worker processes; not part of any measurement
+            products, pairs = sample_pairs(4)
+            with tempfile.TemporaryDirectory() as out:
+                config = BackendConfig("openai", endpoint=url, concurrency=per_worker)
+                run_distill_ray(products, pairs, out, config, opts, ray_options=RayOptions(workers=1), progress=False)
+            for w in worker_levels:
+                in_flight = w * per_worker
+                n_pairs = max(8, round(seconds * in_flight / (latency * calls_per_pair)))
+                products, pairs = sample_pairs(n_pairs)
+                for engine in ("ray", "local"):
+                    _control(url, reset_stats=True)
+                    with tempfile.TemporaryDirectory() as out:
+                        t1 = time.perf_counter()
+                        if engine == "ray":
+                            config = BackendConfig("openai", endpoint=url, concurrency=per_worker)
+                            summary = run_distill_ray(
+                                products, pairs, out, config, opts, ray_options=RayOptions(workers=w), progress=False
+                            )
+                        else:
+                            backend = make_backend("openai", endpoint=url, concurrency=in_flight)
+                            summary = run_distill(products, pairs, out, backend, opts, progress=False)
+                            backend.close()
+                        wall = time.perf_counter() - t1
+                    stats = _control(url)
+                    assert summary.written == len(pairs) * len(relations), summary.text()
+                    results.append(
+                        {
+                            "engine": engine,
+                            "workers": w if engine == "ray" else None,
+                            "in_flight": in_flight,
+                            "pairs": len(pairs),
+                            "calls": stats["requests"],
+                            "wall_s": wall,
+                            "pairs_per_min": len(pairs) / wall * 60,
+                            "max_active": stats["max_active"],
+                        }
+                    )
+    finally:
+        ray.shutdown()
+    for engine in ("ray", "local"):
+        rows = [r for r in results if r["engine"] == engine]
+        for r in rows:
+            r["ratio"] = r["pairs_per_min"] / rows[0]["pairs_per_min"]
+    return {"ray_init_s": init_s, "rows": results}
+
+
 def bench_offline(n_pairs: int) -> dict:
     from mind_core.lvlm import make_backend
 
@@ -158,8 +229,14 @@ def main() -> None:
     ap.add_argument("--skip-openai", action="store_true")
     ap.add_argument("--offline-pairs", type=int, default=1)
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: part 3 only (see above)")
+    ap.add_argument("--workers", default="1,2", help="--engine ray: worker counts (default 1,2)")
+    ap.add_argument("--ray-concurrency", type=int, default=4, help="--engine ray: parallel requests per worker")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    if args.engine == "ray":
+        _main_ray(args)
+        return
 
     import os
 
@@ -206,6 +283,38 @@ def main() -> None:
                 print(f"  error: {e}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+
+
+def _main_ray(args) -> None:
+    import os
+
+    seconds = args.seconds if args.seconds != 6.0 else 30.0
+    workers = [int(x) for x in args.workers.split(",")]
+    print(
+        f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), Python {sys.version.split()[0]}; "
+        f"fake server latency {args.latency * 1000:.0f} ms/call; {len(RELATIONS)} relations/pair -> "
+        f"{2 * len(RELATIONS)} calls/pair; Ray workers with {args.ray_concurrency} parallel requests each; "
+        f"~{seconds:.0f} s of latency-bound work per run\n"
+    )
+    res = bench_ray(args.latency, workers, args.ray_concurrency, seconds, RELATIONS)
+    print(f"ray.init (local instance): {res['ray_init_s']:.1f} s, not in the times below\n")
+    print(
+        "| engine | workers | requests in flight | pairs | calls | wall s | pairs/min | ratio vs first | "
+        "max in flight |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in res["rows"]:
+        print(
+            f"| {r['engine']} | {r['workers'] or '-'} | {r['in_flight']} | {r['pairs']} | {r['calls']} | "
+            f"{r['wall_s']:.1f} | {r['pairs_per_min']:.1f} | {r['ratio']:.2f}x | {r['max_active']} |"
+        )
+    ray_rows = [r for r in res["rows"] if r["engine"] == "ray"]
+    if len(ray_rows) > 1:
+        first, last = ray_rows[0], ray_rows[-1]
+        ratio, ideal = last["pairs_per_min"] / first["pairs_per_min"], last["workers"] / first["workers"]
+        print(f"\nray: {last['workers']} workers / {first['workers']} = {ratio:.2f}x pairs/min (ideal {ideal:.0f}x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
 
 
 if __name__ == "__main__":

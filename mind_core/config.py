@@ -137,6 +137,24 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "and the user-data folder; no other folder is opened",
     ),
     EnvVar(
+        "MIND_RAY_ADDRESS",
+        "ray_address",
+        "Ray cluster `--engine ray` runs on: `auto` (the cluster this machine belongs to), `HOST:PORT` or "
+        "`ray://HOST:10001`; empty: a local Ray instance started for the run",
+    ),
+    EnvVar(
+        "MIND_RAY_NUM_CPUS",
+        "ray_num_cpus",
+        "CPUs of the local Ray instance `--engine ray` starts when no address is given (default: this machine's, "
+        "at least `--workers`)",
+    ),
+    EnvVar(
+        "MIND_RAY_MAX_RETRIES",
+        "ray_max_retries",
+        "times Ray Data retries a chunk (distill) or a batch (build-kb) whose code raised, e.g. a model server "
+        "that became unreachable (default 3); a worker that died is always restarted and its task retried",
+    ),
+    EnvVar(
         "HF_ENDPOINT",
         "hf_endpoint",
         "Hugging Face hub address (Hugging Face's own variable; read to explain download failures)",
@@ -186,6 +204,10 @@ class Settings:
     endpoints: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     kb_roots: tuple[Path, ...] = ()
+    #: ``--engine ray``: the cluster address ("" = start a local instance), its CPUs, retries per failed task
+    ray_address: str = ""
+    ray_num_cpus: int | None = None
+    ray_max_retries: int = 3
     #: the address the dashboard's server is bound to (Streamlit's ``server.address``; "" = every interface);
     #: set by the dashboard, never from the environment; the CLI runs on this machine
     server_address: str = "127.0.0.1"

@@ -41,6 +41,9 @@ def test_environment_fills_every_documented_setting(tmp_path):
         "MIND_ENDPOINTS": "http://a:1/v1, http://b:2/v1,,",
         "MIND_MODELS": "/models/x,org/y",
         "MIND_KB_ROOTS": f"{tmp_path / 'r1'}{os.pathsep}{tmp_path / 'r2'}",
+        "MIND_RAY_ADDRESS": "auto",
+        "MIND_RAY_NUM_CPUS": "6",
+        "MIND_RAY_MAX_RETRIES": "5",
     }
     s = Settings.from_env(env)
     assert s.kb_dir == tmp_path / "kb" and isinstance(s.kb_dir, Path) and s.critic_dir == tmp_path / "critic"
@@ -55,6 +58,7 @@ def test_environment_fills_every_documented_setting(tmp_path):
     assert s.openai_api_key == "sk-secret" and s.hf_hub_offline is True and s.problems == ()
     assert s.shared is True and s.endpoints == ("http://a:1/v1", "http://b:2/v1") and s.models == ("/models/x", "org/y")
     assert s.kb_roots == (tmp_path / "r1", tmp_path / "r2")
+    assert (s.ray_address, s.ray_num_cpus, s.ray_max_retries) == ("auto", 6, 5)
     assert s.offered_endpoints == ("http://127.0.0.1:9/v1", "http://a:1/v1", "http://b:2/v1")
     assert s.offered_models == ("/models/llava", "/models/x", "org/y")
     # every variable in the table was used by this test: a new one must be added here too

@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mind_core.cli.common import UserError, add_backend_args, backend_from_args, positive, quiet_http_logs
+from mind_core.cli.common import (
+    UserError,
+    add_backend_args,
+    backend_config_from_args,
+    backend_from_args,
+    positive,
+    quiet_http_logs,
+)
+from mind_core.cli.engine_args import add_engine_args, engine_from_args
 
 EPILOG = """\
 examples:
   python -m mind_core distill --metadata meta_Clothing.json.gz --out runs/clothing --backend offline --max-pairs 20
   python -m mind_core distill --metadata meta.json.gz --out runs/x --backend openai \\
       --endpoint http://gpu-node:8000/v1 --concurrency 32 --shard 3/8      # shard 3 of 8 (shards count from 0)
+  python -m mind_core distill --metadata meta.json.gz --out runs/x --backend openai \
+      --endpoint http://vllm-router:8000/v1 --concurrency 32 --engine ray --ray-address auto --workers 16
   python -m mind_core build-kb --input runs/x --out indexes/x
 
 Killed at any moment, the same command resumes: finished (pair, relation) rows are never redone or duplicated.
@@ -107,12 +117,13 @@ def register(sub) -> None:
     )
     p.add_argument("--skip-bad", action="store_true", help="skip and count invalid metadata lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_args(p, "the chunks run")
     p.set_defaults(handler=cmd_distill)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from mind_core.data.amazon import load_amazon_metadata
-    from mind_core.distill.batch import DistillError, parse_shard, run_distill
+    from mind_core.distill.batch import DistillError, parse_shard
     from mind_core.distill.pipeline import DistillOptions
     from mind_core.lvlm.base import GenParams
     from mind_core.schema import parse_relations
@@ -131,6 +142,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if not 0.0 <= args.critic_threshold <= 1.0:
         raise UserError("--critic-threshold must be between 0 and 1")
     filter_mode, critic = _filter_choice(args)
+    engine = engine_from_args(args)
 
     meta = load_amazon_metadata(args.metadata, skip_bad=args.skip_bad)
     print(meta.report.summary(), file=sys.stderr)
@@ -160,6 +172,33 @@ def cmd_distill(args: argparse.Namespace) -> int:
             f"{critic.describe()}){recorded}",
             file=sys.stderr,
         )
+    run_info = {
+        "metadata": str(args.metadata),
+        "backend": args.backend,
+        "relations_spec": args.relations,
+        "max_pairs": args.max_pairs,
+        "no_images": args.no_images,
+        "require_images": args.require_images,
+        "temperature": args.temperature,
+        "max_new_tokens": args.max_new_tokens,
+        "filter": filter_mode,
+        "critic": None if critic is None else {"model_dir": str(critic.path), "weights_sha256": critic.fingerprint},
+        "critic_threshold": args.critic_threshold if critic is not None else None,
+    }
+    if engine is not None:
+        summary = _distill_on_ray(args, meta, options, shard, engine, run_info)
+    else:
+        summary = _distill_here(args, meta, options, shard, run_info)
+    print(summary.text(), file=sys.stderr)
+    print(f"next: python -m mind_core build-kb --input {args.out} --out indexes/<name>", file=sys.stderr)
+    if summary.all_unparsed:
+        return 1  # rows without a single verdict are no result (the warning above says why)
+    return 0 if summary.remaining == 0 or (summary.errors == 0 and summary.skipped_pairs) else 1
+
+
+def _distill_here(args, meta, options, shard, run_info):
+    from mind_core.distill.batch import DistillError, run_distill
+
     backend = backend_from_args(args)
     try:
         if getattr(backend, "text_only", False):
@@ -167,22 +206,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
                 f"backend {backend.name} ({backend.model}) is the text-only fallback: rows are flagged text_only",
                 file=sys.stderr,
             )
-        run_info = {
-            "metadata": str(args.metadata),
-            "backend": args.backend,
-            "model": backend.model,
-            "relations_spec": args.relations,
-            "max_pairs": args.max_pairs,
-            "no_images": args.no_images,
-            "require_images": args.require_images,
-            "temperature": args.temperature,
-            "max_new_tokens": args.max_new_tokens,
-            "filter": filter_mode,
-            "critic": None if critic is None else {"model_dir": str(critic.path), "weights_sha256": critic.fingerprint},
-            "critic_threshold": args.critic_threshold if critic is not None else None,
-        }
         try:
-            summary = run_distill(
+            return run_distill(
                 meta.products,
                 meta.pairs,
                 args.out,
@@ -192,17 +217,36 @@ def cmd_distill(args: argparse.Namespace) -> int:
                 max_pairs=args.max_pairs,
                 chunk_pairs=args.chunk_pairs,
                 progress=not args.no_progress,
-                run_info=run_info,
+                run_info={**run_info, "model": backend.model},
             )
         except DistillError as err:
             raise UserError(str(err)) from None
     finally:
         backend.close()
-    print(summary.text(), file=sys.stderr)
-    print(f"next: python -m mind_core build-kb --input {args.out} --out indexes/<name>", file=sys.stderr)
-    if summary.all_unparsed:
-        return 1  # rows without a single verdict are no result (the warning above says why)
-    return 0 if summary.remaining == 0 or (summary.errors == 0 and summary.skipped_pairs) else 1
+
+
+def _distill_on_ray(args, meta, options, shard, engine, run_info):
+    from mind_core.distill.batch import DistillError
+    from mind_core.distill.ray_engine import run_distill_ray
+
+    config = backend_config_from_args(args)
+    print(f"engine: {engine.describe()}, each with its own {config.kind} backend", file=sys.stderr)
+    try:
+        return run_distill_ray(
+            meta.products,
+            meta.pairs,
+            args.out,
+            config,
+            options,
+            ray_options=engine,
+            shard=shard,
+            max_pairs=args.max_pairs,
+            chunk_pairs=args.chunk_pairs,
+            progress=not args.no_progress,
+            run_info={**run_info, "model": config.get("model")},
+        )
+    except DistillError as err:
+        raise UserError(str(err)) from None
 
 
 def _filter_choice(args: argparse.Namespace):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mind_core.cli.common import UserError, add_kb_arg, open_kb, positive
+from mind_core.cli.engine_args import add_engine_args, engine_from_args
 from mind_core.kb.build import DEFAULT_EMBED_TEXT, EMBED_TEXTS
 from mind_core.kb.embed import DEVICES, EMBED_BACKENDS
 from mind_core.kb.export import EXPORT_FORMATS
@@ -132,6 +133,7 @@ def register(sub) -> None:
         help="precomputed intention embeddings (one row per input intention, in input order, same "
         "dimension as --embed-model, which still encodes queries); e.g. computed on a GPU",
     )
+    add_engine_args(p, "the intentions are embedded")
     p.set_defaults(handler=cmd_build_kb)
 
     p = sub.add_parser(
@@ -177,6 +179,9 @@ def cmd_build_kb(args) -> int:
     from mind_core.kb.store import KBError
     from mind_core.schema import ValidationError
 
+    ray_options = engine_from_args(args)
+    if ray_options is not None and args.vectors:
+        raise UserError("--vectors gives the embeddings; there is nothing for --engine ray to encode")
     try:
         res = build_kb(
             args.input,
@@ -193,6 +198,7 @@ def cmd_build_kb(args) -> int:
             metadata=args.metadata,
             max_field_chars=args.max_field_chars,
             embed_text=args.embed_text,
+            ray_options=ray_options,
         )
     except ValidationError:
         raise  # file:line:field message, printed by main

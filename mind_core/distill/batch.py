@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mind_core import io
-from mind_core.distill.pipeline import DistillOptions, run_pairs
+from mind_core.distill.pipeline import ChunkResult, DistillOptions, run_pairs
 from mind_core.distill.runs import (
     STATE_DIR,
     JobError,
@@ -195,7 +195,8 @@ class DistillSummary(JobTally):
         return "\n".join(lines)
 
 
-def _product_record(p: Product) -> dict:
+def product_record(p: Product) -> dict:
+    """A products-part row of ``p``."""
     return {c: (list(p.image_urls) if c == "image_urls" else getattr(p, c)) for c in PRODUCT_COLUMNS}
 
 
@@ -214,37 +215,93 @@ def run_distill(
 ) -> DistillSummary:
     """Distill ``pairs`` (from :func:`mind_core.data.amazon.load_amazon_metadata`) into ``out_dir``,
     resuming from what is there. See the module docstring for the layout and guarantees."""
-    t0 = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = out / STATE_DIR
-    i, n = shard
-    tag = f"s{i}of{n}"
-    source = source_label(backend)
-    runlog = RunLog(state)
-    mine = select_pairs(pairs, max_pairs=max_pairs, shard=shard)
-    relations = list(options.relations)
-    chunk_pairs = chunk_pairs or default_chunk_pairs(backend, len(relations))
-    summary = DistillSummary(
-        out_dir=str(out),
-        source=source,
-        shard=f"shard {i}/{n}",
-        pairs=len(mine),
-        relations=len(relations),
-        total_rows=len(mine) * len(relations),
-    )
+    chunk_pairs = chunk_pairs or default_chunk_pairs(backend, len(options.relations))
+    with DistillRun(
+        products, pairs, out_dir, source_label(backend), options, shard=shard, max_pairs=max_pairs, progress=progress
+    ) as run:
+        run.start("local", run_info)
+        for chunk in run.chunks(chunk_pairs):
 
-    busy = f"another distill run is writing shard {tag} into {out}; wait for it or use another --out / --shard"
-    with job_lock(state, tag, busy):
+            def on_stage(stage: str, count: int) -> None:
+                run.bar.set_postfix_str(f"{stage} x{count}", refresh=True)
+
+            res = run_pairs(
+                run.pair_products(chunk),
+                backend,
+                run.options,
+                done=run.done,
+                on_descriptions=run.save_descriptions,
+                on_stage=on_stage,
+            )
+            run.record(res)
+    return run.summary
+
+
+class DistillRun:
+    """One run of a shard into ``out_dir``, whatever computes the chunks (this process: :func:`run_distill`;
+    Ray workers: :mod:`mind_core.distill.ray_engine`). Entering it takes the shard's lock, removes a killed run's
+    temporary files and reads what is done; :meth:`chunks` gives the pairs still to do, :meth:`record` writes a
+    finished chunk as parts (rows another writer wrote meanwhile are dropped) and logs its errors."""
+
+    def __init__(
+        self,
+        products: dict[str, Product],
+        pairs: Sequence[CoBuyPair],
+        out_dir: str | Path,
+        source: str,
+        options: DistillOptions,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        max_pairs: int | None = None,
+        progress: bool = True,
+    ):
+        self.t0 = time.monotonic()
+        self.out = Path(out_dir)
+        self.state = self.out / STATE_DIR
+        i, n = shard
+        self.tag = f"s{i}of{n}"
+        self.source = source
+        self.products = products
+        self.runlog = RunLog(self.state)
+        self.mine = select_pairs(pairs, max_pairs=max_pairs, shard=shard)
+        self.relations = list(options.relations)
+        self.base_options = options
+        self.progress = progress
+        self.summary = DistillSummary(
+            out_dir=str(self.out),
+            source=source,
+            shard=f"shard {i}/{n}",
+            pairs=len(self.mine),
+            relations=len(self.relations),
+            total_rows=len(self.mine) * len(self.relations),
+        )
+        self._lock = None
+
+    # --- entering: lock, leftovers, what is done ---------------------------------------------------------------
+    def __enter__(self) -> DistillRun:
+        out, tag = self.out, self.tag
+        out.mkdir(parents=True, exist_ok=True)
+        busy = f"another distill run is writing shard {tag} into {out}; wait for it or use another --out / --shard"
+        self._lock = job_lock(self.state, tag, busy)
+        self._lock.__enter__()
+        try:
+            self._open()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def _open(self) -> None:
+        out, tag, products = self.out, self.tag, self.products
         for folder in (out / INTENTIONS_DIR, out / PRODUCTS_DIR):  # leftovers of a killed run of this shard
             io.remove_temp_files(folder, prefix=f"part-{tag}-")
-        done = read_done_keys(out, source)
-        known_parts = {p.name for p in _parts(out / INTENTIONS_DIR)}
+        self.done = read_done_keys(out, self.source)
+        self.known_parts = {p.name for p in _parts(out / INTENTIONS_DIR)}
         stored = read_products(out)
         mine_parts = [
             p for d in (INTENTIONS_DIR, PRODUCTS_DIR) for p in _parts(out / d) if p.name.startswith(f"part-{tag}-")
         ]
-        seq = next_seq(mine_parts, _PART_RE, group=3)
+        self.seq = next_seq(mine_parts, _PART_RE, group=3)
 
         # product view for this run: stage-1 descriptions written earlier are reused
         current: dict[str, Product] = {}
@@ -261,109 +318,131 @@ def run_distill(
                 q.description = prev["description"]  # written by stage 1 in an earlier run
             current[asin] = q
         already_described = {a for a, p in current.items() if p.description != products[a].description}
-        if options.describe == "always":
-            opts = dataclasses.replace(
-                options, describe="missing"
-            )  # "always" = every product not yet described by stage 1
+        if self.base_options.describe == "always":
+            # "always" = every product not yet described by stage 1
+            self.options = dataclasses.replace(self.base_options, describe="missing")
             for asin, p in current.items():
                 if asin not in already_described:
                     p.description = ""
         else:
-            opts = options
-        written_products = {a: (r.get("description") or "") for a, r in stored.items()}
-        image_failed: dict[str, str] = {}
+            self.options = self.base_options
+        self.current = current
+        self.written_products = {a: (r.get("description") or "") for a, r in stored.items()}
+        self.image_failed: dict[str, str] = {}
+        self.todo = [p for p in self.mine if any((p.pair_id, r) not in self.done for r in self.relations)]
+        self.summary.done_before = sum(1 for p in self.mine for r in self.relations if (p.pair_id, r) in self.done)
+        self.bar = None
 
-        todo = [p for p in mine if any((p.pair_id, r) not in done for r in relations)]
-        summary.done_before = sum(1 for p in mine for r in relations if (p.pair_id, r) in done)
-        runlog.event(
+    def start(self, engine: str, run_info: dict | None = None) -> None:
+        """Log the run's start (with the command's ``run_info``) and show the progress bar."""
+        self.runlog.event(
             "start",
-            shard=tag,
-            source=source,
-            pairs=len(mine),
-            todo_pairs=len(todo),
-            relations=relations,
-            **(run_info or {}),
+            **{
+                **(run_info or {}),
+                "shard": self.tag,
+                "source": self.source,
+                "engine": engine,
+                "pairs": len(self.mine),
+                "todo_pairs": len(self.todo),
+                "relations": self.relations,
+            },
         )
-        bar = progress_bar(summary.total_rows, summary.done_before, f"distill {tag}", progress)
+        self.bar = progress_bar(self.summary.total_rows, self.summary.done_before, f"distill {self.tag}", self.progress)
 
-        def next_name() -> str:
-            nonlocal seq
-            name = f"part-{tag}-{seq:06d}.parquet"
-            seq += 1
-            return name
-
-        def save_products(asins: Sequence[str]) -> None:
-            recs = []
-            for a in dict.fromkeys(asins):
-                p = current[a]
-                if written_products.get(a) != p.description or a not in written_products:
-                    recs.append(_product_record(p))
-                    written_products[a] = p.description
-            if recs:
-                name = next_name()
-                write_part(recs, PRODUCTS_SCHEMA, out / PRODUCTS_DIR / name)
-                summary.parts.append(f"{PRODUCTS_DIR}/{name}")
-
+    def __exit__(self, kind, *exc) -> None:
         try:
-            for start in range(0, len(todo), max(1, chunk_pairs)):
-                chunk = todo[start : start + max(1, chunk_pairs)]
-                chunk_pairs_p = [(current[p.asin_a], current[p.asin_b]) for p in chunk]
-
-                def on_descriptions(desc: dict[str, str]) -> None:
-                    for a, text in desc.items():
-                        current[a].description = text
-                    save_products(list(desc))
-
-                def on_stage(stage: str, count: int) -> None:
-                    bar.set_postfix_str(f"{stage} x{count}", refresh=True)
-
-                res = run_pairs(
-                    chunk_pairs_p, backend, opts, done=done, on_descriptions=on_descriptions, on_stage=on_stage
-                )
-                summary.calls += res.calls
-                summary.described += len(res.descriptions)
-                runlog.append("errors", [{"source": source, **e} for e in res.errors])
-                new_failures = {a: r for a, r in res.image_failures.items() if a not in image_failed}
-                image_failed.update(new_failures)
-                runlog.append("image_failures", [{"asin": a, "reason": r} for a, r in new_failures.items()])
-                runlog.append("skipped", res.skipped)
-                summary.errors += len(res.errors)
-                summary.skipped_pairs += len(res.skipped)
-                summary.image_failures = len(image_failed)
-
-                rows = res.rows
-                # another process may have written some of these keys meanwhile (e.g. overlapping shard specs)
-                for part in _parts(out / INTENTIONS_DIR):
-                    if part.name not in known_parts:
-                        known_parts.add(part.name)
-                        done |= keys_of(part, ("pair_id", "relation"), source)
-                rows = [r for r in rows if (r["pair_id"], r["relation"]) not in done]
-                if rows:
-                    save_products([a for r in rows for a in (r["asin_a"], r["asin_b"])])
-                    name = next_name()
-                    write_part(rows, INTENTIONS_SCHEMA, out / INTENTIONS_DIR / name)
-                    known_parts.add(name)
-                    summary.parts.append(f"{INTENTIONS_DIR}/{name}")
-                    done |= {(r["pair_id"], r["relation"]) for r in rows}
-                    summary.written += len(rows)
-                    summary.filter_unparsed += sum("filter_unparsed" in split_flags(r.get("flags")) for r in rows)
-                    bar.update(len(rows))
-            # rows another process wrote after this run's last chunk count as done, not remaining
-            for part in _parts(out / INTENTIONS_DIR):
-                if part.name not in known_parts:
-                    known_parts.add(part.name)
-                    done |= keys_of(part, ("pair_id", "relation"), source)
-            mine_done = sum(1 for p in mine for r in relations if (p.pair_id, r) in done)
-            summary.by_others = max(0, mine_done - summary.done_before - summary.written)
-        finally:
-            bar.close()
-            summary.seconds = time.monotonic() - t0
-            runlog.event(
+            if kind is None:
+                self._count_others()
+            if self.bar is not None:
+                self.bar.close()
+            self.summary.seconds = time.monotonic() - self.t0
+            s = self.summary
+            self.runlog.event(
                 "end",
-                shard=tag,
-                written=summary.written,
-                errors=summary.errors,
-                calls=summary.calls,
-                seconds=round(summary.seconds, 2),
+                shard=self.tag,
+                written=s.written,
+                errors=s.errors,
+                calls=s.calls,
+                seconds=round(s.seconds, 2),
             )
-    return summary
+        finally:
+            self._lock.__exit__(kind, *exc)
+
+    def _read_new_parts(self) -> None:
+        """Add the keys of intention parts another process wrote since this run last looked."""
+        for part in _parts(self.out / INTENTIONS_DIR):
+            if part.name not in self.known_parts:
+                self.known_parts.add(part.name)
+                self.done |= keys_of(part, ("pair_id", "relation"), self.source)
+
+    def _count_others(self) -> None:
+        """Rows another process wrote after this run's last chunk count as done, not remaining."""
+        self._read_new_parts()
+        mine_done = sum(1 for p in self.mine for r in self.relations if (p.pair_id, r) in self.done)
+        s = self.summary
+        s.by_others = max(0, mine_done - s.done_before - s.written)
+
+    # --- the work ----------------------------------------------------------------------------------------------
+    def chunks(self, chunk_pairs: int) -> list[list[CoBuyPair]]:
+        """The pairs still to do, ``chunk_pairs`` at a time."""
+        step = max(1, chunk_pairs)
+        return [self.todo[start : start + step] for start in range(0, len(self.todo), step)]
+
+    def pair_products(self, chunk: Sequence[CoBuyPair]) -> list[tuple[Product, Product]]:
+        """The products of ``chunk``'s pairs as this run sees them (stage-1 descriptions included)."""
+        return [(self.current[p.asin_a], self.current[p.asin_b]) for p in chunk]
+
+    def _next_name(self) -> str:
+        name = f"part-{self.tag}-{self.seq:06d}.parquet"
+        self.seq += 1
+        return name
+
+    def _save_products(self, asins: Sequence[str]) -> None:
+        recs = []
+        for a in dict.fromkeys(asins):
+            p = self.current[a]
+            if self.written_products.get(a) != p.description or a not in self.written_products:
+                recs.append(product_record(p))
+                self.written_products[a] = p.description
+        if recs:
+            name = self._next_name()
+            write_part(recs, PRODUCTS_SCHEMA, self.out / PRODUCTS_DIR / name)
+            self.summary.parts.append(f"{PRODUCTS_DIR}/{name}")
+
+    def save_descriptions(self, desc: dict[str, str]) -> None:
+        """Stage-1 descriptions, written as a products part at once (before stage 2 runs, in this process)."""
+        for a, text in desc.items():
+            self.current[a].description = text
+        self._save_products(list(desc))
+
+    def record(self, res: ChunkResult, *, descriptions_saved: bool = True) -> None:
+        """A finished chunk: its logs, then its rows as an intentions part (and its products). With
+        ``descriptions_saved=False`` its stage-1 descriptions are written first."""
+        out, summary, source = self.out, self.summary, self.source
+        if not descriptions_saved and res.descriptions:
+            self.save_descriptions(res.descriptions)
+        summary.calls += res.calls
+        summary.described += len(res.descriptions)
+        self.runlog.append("errors", [{"source": source, **e} for e in res.errors])
+        new_failures = {a: r for a, r in res.image_failures.items() if a not in self.image_failed}
+        self.image_failed.update(new_failures)
+        self.runlog.append("image_failures", [{"asin": a, "reason": r} for a, r in new_failures.items()])
+        self.runlog.append("skipped", res.skipped)
+        summary.errors += len(res.errors)
+        summary.skipped_pairs += len(res.skipped)
+        summary.image_failures = len(self.image_failed)
+
+        # another process may have written some of these keys meanwhile (e.g. overlapping shard specs)
+        self._read_new_parts()
+        rows = [r for r in res.rows if (r["pair_id"], r["relation"]) not in self.done]
+        if rows:
+            self._save_products([a for r in rows for a in (r["asin_a"], r["asin_b"])])
+            name = self._next_name()
+            write_part(rows, INTENTIONS_SCHEMA, out / INTENTIONS_DIR / name)
+            self.known_parts.add(name)
+            summary.parts.append(f"{INTENTIONS_DIR}/{name}")
+            self.done |= {(r["pair_id"], r["relation"]) for r in rows}
+            summary.written += len(rows)
+            summary.filter_unparsed += sum("filter_unparsed" in split_flags(r.get("flags")) for r in rows)
+            if self.bar is not None:
+                self.bar.update(len(rows))

@@ -130,6 +130,7 @@ def build_kb(
     metadata: str | Path | None = None,
     max_field_chars: int | None = None,
     embed_text: str = DEFAULT_EMBED_TEXT,
+    ray_options=None,
 ) -> BuildResult:
     """Build (or verify) the KB folder ``out`` from ``inputs`` (any layout :mod:`mind_core.data.kb_files`
     reads: our JSONL / Parquet, MIND's official CSV, FolkScope's packed batches).
@@ -151,7 +152,9 @@ def build_kb(
     ``metadata``: Amazon Review 2018 metadata (``.json[.gz]``) joined by ASIN to fill image URLs, categories and
     missing titles / descriptions. ``max_field_chars``: longest accepted text field (default: settings).
     ``embed_text``: ``full`` or ``body`` (:data:`EMBED_TEXTS`). New KBs get the default critic's column
-    (:func:`mind_core.kb.critic.build_hook`)."""
+    (:func:`mind_core.kb.critic.build_hook`). ``ray_options``
+    (:class:`~mind_core.distill.ray_engine.RayOptions`): the intention embeddings are encoded on Ray
+    (:mod:`mind_core.kb.ray_embed`), the same vectors in the same file."""
     from mind_core import config
     from mind_core.data.kb_files import InputReader
     from mind_core.kb.embed import canonical_model_name, default_model_name, get_embedder, resolve_backend
@@ -216,6 +219,8 @@ def build_kb(
                 embed_text=embed_text,
                 batch_size=batch_size,
                 progress=progress,
+                ray_options=ray_options,
+                encoder_args=(device, threads),
             )
             _carry_over(out, stage)
             io.swap_dir(stage, out)
@@ -257,6 +262,8 @@ def _build_into(
     embed_text: str,
     batch_size: int,
     progress: bool,
+    ray_options=None,
+    encoder_args: tuple = (None, None),
 ) -> dict[str, Any]:
     """Write every artifact and the manifest into the empty folder ``stage``; returns the manifest."""
     import pyarrow.parquet as pq
@@ -314,6 +321,8 @@ def _build_into(
             for chunk in _vector_chunks(vectors, n, embedder.dim, report.skipped):
                 emb.write(chunk)
         else:
+            if ray_options is not None:  # the texts the cache lacks, encoded on Ray; the loop below reads them
+                encoded += _encode_on_ray(ipath, embedder, embed_text, ray_options, encoder_args, batch_size, progress)
             bar = tqdm(total=n, desc="embedding intentions", unit=" texts", disable=not progress)
             for texts in _column_chunks(ipath, "intention"):
                 vecs = embedder.encode_cached([embed_input(x, embed_text) for x in texts], batch_size=batch_size)
@@ -391,10 +400,25 @@ def _build_into(
         "timings_s": timings,
         "peak_rss_mb": peak,
         "embedding_cache": {"seeded": seeded, "encoded_intentions": encoded, "encoded_pair_texts": encoded_pairs},
+        "embed_engine": "local" if ray_options is None else ray_options.describe(),
         "scores": scores_info,
     }
     io.write_json(stage / MANIFEST_FILE, manifest, ensure_ascii=True)
     return manifest
+
+
+def _encode_on_ray(ipath, embedder, embed_text, ray_options, encoder_args, batch_size, progress) -> int:
+    from mind_core.distill.runs import JobError
+    from mind_core.kb.ray_embed import encode_on_ray
+
+    texts = ([embed_input(x, embed_text) for x in chunk] for chunk in _column_chunks(ipath, "intention"))
+    device, threads = encoder_args
+    try:
+        return encode_on_ray(
+            texts, embedder, ray_options, device=device, threads=threads, batch_size=batch_size, progress=progress
+        )
+    except JobError as err:
+        raise KBError(str(err)) from None
 
 
 def _column_chunks(path: Path, column: str, rows: int = ROW_BATCH):

@@ -26,7 +26,8 @@ Modes (``mode``):
   HTTP 500, HTTP 429 + ``Retry-After: retry_after`` or a 200 whose body is not JSON; later ones are normal.
 * ``slow`` — sleeps ``slow_s`` before answering (longer than a client's read timeout).
 * ``garbage`` — answers neither yes nor no ("Perhaps. It depends ..."), with no yes/no in the logprobs.
-* ``401`` / ``404`` / ``400`` — that HTTP error with an OpenAI-style error body.
+* ``401`` / ``404`` / ``400`` — that HTTP error with an OpenAI-style error body (``404``: only the first
+  ``fail_times`` chat requests when set, like a server restarting behind its address).
 * ``reject_logprobs`` — HTTP 400 "logprobs are not supported" when a request asks for logprobs, else normal.
 
 Other knobs: ``latency_s`` (added to every answer), ``logprobs`` (False: never return logprobs, like servers that
@@ -286,7 +287,9 @@ class FakeOpenAIServer:
                 }
                 with server._lock:
                     server.requests.append(record)
-                if self.path.rstrip("/") != "/v1/chat/completions" or server.mode == "404":
+                wrong_path = self.path.rstrip("/") != "/v1/chat/completions"
+                if wrong_path or (server.mode == "404" and server._should_fail()):
+                    record["failed"] = "404"
                     return self._error(
                         404, f"The model `{(body or {}).get('model')}` does not exist or route {self.path} is unknown"
                     )
