@@ -99,7 +99,11 @@ def test_distill_no_images_through_the_server_writes_kb_rows(served_text_lm, tmp
     args = ["distill", "--metadata", str(FIXTURE), "--out", str(out), "--backend", "openai"]
     args += ["--endpoint", served_text_lm.url, "--max-pairs", "1", "--relations", "usedFor,isA", "--no-images"]
     args += ["--filter", "lvlm", "--max-new-tokens", "8", "--temperature", "0"]
-    assert cli_main(args) == 0, capsys.readouterr().err
+    code = cli_main(args)
+    err = capsys.readouterr().err
+    # a random tiny model answers the filter with neither yes nor no: rows are written, the run says so and exits 1
+    assert code in (0, 1), err
+    assert code == 0 or "filter answers were unparseable" in err
     parts = sorted(out.rglob("*.parquet"))
     rows = [r for p in parts for r in pq.read_table(p).to_pylist() if "relation" in r]
     assert {r["relation"] for r in rows} == {"usedFor", "isA"}
