@@ -85,6 +85,10 @@ def _why_rebuild(out: Path, wanted: dict[str, Any]) -> str | None:
     ):
         if manifest.get(key, _LEGACY.get(key)) != wanted[key]:
             return f"{key} changed ({manifest.get(key, _LEGACY.get(key))!r} -> {wanted[key]!r})"
+    legacy_recipe = "int8-all-matmul-v1" if manifest.get("embed_backend") == "onnx-int8" else None
+    recipe = manifest.get("embed_recipe", legacy_recipe)
+    if recipe != wanted["embed_recipe"]:
+        return f"embed_recipe changed ({recipe!r} -> {wanted['embed_recipe']!r})"
     old = {(i.get("sha256"), i.get("bytes")) for i in manifest.get("inputs", []) if isinstance(i, dict)}
     new = {(i["sha256"], i["bytes"]) for i in wanted["inputs"]}
     if old != new:
@@ -94,6 +98,15 @@ def _why_rebuild(out: Path, wanted: dict[str, Any]) -> str | None:
     if problem := manifest_problem(manifest):
         return f"manifest is not a KB manifest ({problem})"
     return content_problem(out, manifest)
+
+
+def _recipe(backend: str) -> str | None:
+    """The quantisation recipe of ``onnx-int8`` (None for the exact backends)."""
+    if backend != "onnx-int8":
+        return None
+    from mind_core.kb.onnx_encoder import INT8_RECIPE
+
+    return INT8_RECIPE
 
 
 #: what a manifest written before a key existed meant by its absence
@@ -177,6 +190,7 @@ def build_kb(
         "manifest_version": MANIFEST_VERSION,
         "embed_model": embed_model,
         "embed_backend": backend,
+        "embed_recipe": _recipe(backend),
         "embed_text": embed_text,
         "index_request": index_kind,
         "skip_bad": skip_bad,

@@ -75,6 +75,10 @@ class EmbeddingCache:
         """The cache of one model and backend (torch keeps the original file name ``<model>.sqlite``)."""
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_")[-80:]
         suffix = "" if backend == "torch" else f".{backend}"
+        if backend == "onnx-int8":  # a new quantisation recipe never reuses the old one's vectors
+            from mind_core.kb.onnx_encoder import INT8_RECIPE
+
+            suffix = f".{INT8_RECIPE}"
         return cls(config.cache_dir("embeddings") / f"{slug}{suffix}.sqlite")
 
     def seed(self, keys: np.ndarray, vecs: np.ndarray) -> int:
