@@ -13,6 +13,7 @@ process that encodes the query with torch (what every search process did before 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def search_process(code: str, runs: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kb", default=str(REPO / "indexes" / "sample"))
+    ap.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds (default 8)")
     ap.add_argument("--n", type=int, default=2000, help="intentions timed per backend (default 2000)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--runs", type=int, default=3, help="search processes per variant (median)")
@@ -64,18 +66,29 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.1f}"
     )
 
-    results: dict[str, dict] = {}
+    # Timing is interleaved: the n texts are cut into rounds and every backend encodes round r before any encodes
+    # round r + 1, so a change in the machine's load during the run falls on all backends alike.
+    encoders, results = {}, {}
     for backend in BACKENDS:
         t0 = time.perf_counter()
         enc = get_embedder(kb.embed_model, backend, threads=args.threads)
         enc.encode(texts[:8])  # warm-up
-        load_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        head = enc.encode(texts[:n])
-        enc_s = time.perf_counter() - t0
+        encoders[backend] = enc
+        results[backend] = {"load_s": time.perf_counter() - t0, "enc_s": 0.0, "parts": []}
+    rounds = max(1, min(args.rounds, n))
+    bounds = np.linspace(0, n, rounds + 1).astype(int)
+    for a, b in itertools.pairwise(bounds):
+        for backend, enc in encoders.items():
+            t0 = time.perf_counter()
+            results[backend]["parts"].append(enc.encode(texts[a:b]))
+            results[backend]["enc_s"] += time.perf_counter() - t0
+    for backend, enc in encoders.items():
+        r = results[backend]
         rest = enc.encode(texts[n:]) if n < len(texts) else np.zeros((0, enc.dim), np.float32)
-        results[backend] = {"load_s": load_s, "tps": n / enc_s, "vecs": np.concatenate([head, rest])}
-        print(f"  {backend}: loaded in {load_s:.1f} s, {n / enc_s:.1f} texts/s")
+        r["vecs"] = np.concatenate([*r.pop("parts"), rest])
+        r["tps"] = n / r["enc_s"]
+        print(f"  {backend}: loaded in {r['load_s']:.1f} s, {r['tps']:.1f} texts/s")
+    print(f"  ({rounds} interleaved rounds; load at the end {os.getloadavg()[0]:.1f})")
 
     truth = neighbours(results["torch"]["vecs"], results["torch"]["vecs"][:n])
     base = results["torch"]["tps"]
