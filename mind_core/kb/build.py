@@ -104,7 +104,7 @@ def _recipe(backend: str) -> str | None:
     """The quantisation recipe of ``onnx-int8`` (None for the exact backends)."""
     if backend != "onnx-int8":
         return None
-    from mind_core.kb.onnx_encoder import INT8_RECIPE
+    from mind_core.kb.embed_cache import INT8_RECIPE
 
     return INT8_RECIPE
 

@@ -13,6 +13,10 @@ import numpy as np
 
 from mind_core import config
 
+#: what the ``onnx-int8`` variant is (:func:`mind_core.kb.onnx_encoder._export` builds it): the manifest's
+#: ``embed_recipe`` and the name of its embedding cache; a change rebuilds KBs of the old recipe
+INT8_RECIPE = "attention-int8-v3"
+
 
 class CachedEncoding:
     """``encode_cached`` for any encoder with ``model_name``, ``backend``, ``dim`` and ``encode``."""
@@ -76,8 +80,6 @@ class EmbeddingCache:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("_")[-80:]
         suffix = "" if backend == "torch" else f".{backend}"
         if backend == "onnx-int8":  # a new quantisation recipe never reuses the old one's vectors
-            from mind_core.kb.onnx_encoder import INT8_RECIPE
-
             suffix = f".{INT8_RECIPE}"
         return cls(config.cache_dir("embeddings") / f"{slug}{suffix}.sqlite")
 

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 ONNX_VARIANTS = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 #: 3: int8 quantises only the attention projections (the feed-forward MatMuls stay fp32): recall@10 0.90 -> 0.95
 EXPORT_VERSION = 3
-#: what the int8 variant is (the manifest's ``embed_recipe`` and its embedding cache's name): a change rebuilds
-INT8_RECIPE = "attention-int8-v3"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
