@@ -10,8 +10,9 @@ it). ``model_path=`` uses another local GGUF file. Engines (``engine=``):
 
 * ``xllamacpp`` — llama.cpp through the prebuilt ``xllamacpp`` wheel (MIT, no source build): its in-process
   server runs the GGUF's own quantised kernels (a few s load; one pair x 3 relations 2.2x faster than the
-  transformers engine on 2 quiet cores, ~10x under load: ``benchmarks/offline_llm_bench.py``). P(yes) comes from the first token's top-40 probabilities; answers are
-  generated in growing chunks so that llama.cpp's penalty window covers generated tokens only;
+  transformers engine on 2 quiet cores, ~10x under load: ``benchmarks/offline_llm_bench.py``). P(yes) comes
+  from the first token's top-40 probabilities; answers are generated in growing chunks so that llama.cpp's
+  penalty window covers generated tokens only;
 * ``llama_cpp`` — llama-cpp-python, if importable (fast: ~0.3 s load, ~65 tok/s on 2 cores; a ~10 min source
   build: no wheel on PyPI);
 * ``transformers`` — transformers' GGUF support (needs ``gguf`` + ``accelerate``): the weights are dequantised to
