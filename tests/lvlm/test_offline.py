@@ -103,6 +103,9 @@ def test_bad_model_paths_are_clear_errors(tmp_path):
     if importlib.util.find_spec("llama_cpp") is None:
         with pytest.raises(BackendError, match="llama-cpp-python is not installed"):
             make_backend("offline", engine="llama_cpp")
+    if importlib.util.find_spec("xllamacpp") is None:
+        with pytest.raises(BackendError, match="xllamacpp is not installed"):
+            make_backend("offline", engine="xllamacpp")
 
 
 def test_default_model_comes_from_the_pypi_package():
@@ -150,6 +153,8 @@ def test_real_generation_with_smollm2(offline_backend):
     assert 0.0 <= f_resp.p_yes <= 1.0
     first = f_resp.text.split(",")[0]
     assert first == ("Yes" if f_resp.p_yes >= 0.5 else "No") == f_resp.meta["forced_first_word"]
+    if be.engine == "xllamacpp":  # its P(yes) is checked against the transformers engine below
+        return
     # P(yes) is what the first-token distribution says (independent softmax over the model's logits)
     ids = be._tokenize(be.build_prompt(filt)[0])
     if be.engine == "transformers":
@@ -179,3 +184,34 @@ def test_repetition_penalty_spares_the_prompt_and_min_tokens_ban_eos():
     arr = scores[0].numpy().copy()
     res = proc.numpy(np.array([1, 2, 3, 4]), arr)
     assert res[4] == 4.0 and res[3] == 6.0 and res[0] == -np.inf
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None, reason="xllamacpp not installed")
+def test_xllamacpp_engine_gives_the_transformers_engines_greedy_text_and_p_yes():
+    """The fast engine (llama.cpp's Q4_1 kernels) against the old default (float32 weights dequantised by
+    transformers) on short prompts: the same greedy words (penalty off: the two penalties differ by design) and
+    the same P(yes) up to quantisation noise."""
+    fast = make_backend("offline", engine="xllamacpp", repetition_penalty=1.0).load()
+    slow = make_backend("offline", engine="transformers", repetition_penalty=1.0).load()
+    intent = LVLMRequest(
+        prompt="Product A: Camping tent\nProduct B: Camping stove\n\nA customer bought product A and product B "
+        'together. Why? Begin your answer with "' + OPENING + '".',
+        prefill=OPENING,
+    )
+    filt = LVLMRequest(
+        prompt="Product A: Camping tent\nProduct B: Camping stove\nSuggested co-buy intention: camping trips.\n\n"
+        'Would this intention make you buy both products at the same time? Answer "Yes" or "No" first.',
+        want_yes_prob=True,
+    )
+    assert fast.build_prompt(intent)[0] == slow.build_prompt(intent)[0]  # the same chat template text
+    params = GenParams(do_sample=False, temperature=0.0, max_new_tokens=10)
+    (fi, ff), (si, sf) = fast.generate([intent, filt], params), slow.generate([intent, filt], params)
+    assert fi.error is None and ff.error is None
+    assert fi.meta["engine"] == "xllamacpp" and fi.meta["new_tokens"] <= 10
+    assert fi.text.split()[:4] == si.text.split()[:4]
+    assert ff.p_yes == pytest.approx(sf.p_yes, abs=0.05)
+    # the forced first word follows each engine's own P(yes) (this prompt sits near 0.5, so they may differ)
+    assert ff.meta["forced_first_word"] == ("Yes" if ff.p_yes >= 0.5 else "No")
+    fast.close()
+    slow.close()

