@@ -27,12 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 
 
-def native_bf16() -> bool:
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def neighbours(vecs: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
     sims = queries @ vecs.T
     sims[np.arange(len(queries)), np.arange(len(queries))] = -np.inf  # query i is corpus row i
@@ -62,7 +56,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="search processes per variant (median)")
     args = ap.parse_args()
 
-    from mind_core.kb.embed import get_embedder
+    from mind_core.kb.embed import get_embedder, native_bf16
     from mind_core.kb.store import KnowledgeBase
 
     kb = KnowledgeBase(args.kb)

@@ -18,25 +18,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+from embed_bench import neighbours, recall
 
 REPO = Path(__file__).resolve().parent.parent
 N_QUERIES = 1600
-
-
-def neighbours(vecs: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
-    sims = queries @ vecs.T
-    sims[np.arange(len(queries)), np.arange(len(queries))] = -np.inf
-    return np.argsort(-sims, axis=1)[:, :k]
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth)]))
 
 
 def smoothed(model_dir: Path, calib: list[str], alpha: float):
@@ -79,55 +69,17 @@ def smoothed(model_dir: Path, calib: list[str], alpha: float):
     return model
 
 
-def export(model, path: Path) -> None:
-    import torch
-
-    class LastHidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
-    names = ("input_ids", "attention_mask", "token_type_ids")
-    with torch.no_grad():
-        torch.onnx.export(
-            LastHidden(model),
-            tuple(torch.ones(2, 8, dtype=torch.long) for _ in names),
-            str(path),
-            input_names=list(names),
-            output_names=["last_hidden_state"],
-            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in (*names, "last_hidden_state")},
-            opset_version=17,
-            dynamo=False,
-        )
-
-
 def quantise_all(src: Path, dst: Path, keep_fp32_layer: int | None = None) -> None:
+    """Every weight MatMul int8, except those of encoder layer ``keep_fp32_layer``."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from mind_core.kb.onnx_encoder import quantise_int8
 
     exclude = []
     if keep_fp32_layer is not None:
         graph = onnx.load(str(src), load_external_data=False).graph
         exclude = [n.name for n in graph.node if n.op_type == "MatMul" and f"/layer.{keep_fp32_layer}/" in n.name]
-
-    logging.disable(logging.WARNING)
-    try:
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=exclude,
-            extra_options={"MatMulConstBOnly": True},
-        )
-    finally:
-        logging.disable(logging.NOTSET)
+    quantise_int8(src, dst, exclude)
 
 
 class SessionOf:
@@ -167,6 +119,7 @@ def main() -> None:
 
     from mind_core import config
     from mind_core.kb.embed import get_embedder, resolve_model_path
+    from mind_core.kb.onnx_encoder import export_last_hidden as export
     from mind_core.kb.store import KnowledgeBase
 
     kb = KnowledgeBase(args.kb)

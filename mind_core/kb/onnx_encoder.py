@@ -59,14 +59,9 @@ def ensure_exported(model_name: str, model_dir: Path) -> Path:
     return target
 
 
-def _export(model_dir: Path, out: Path) -> None:
-    import shutil
-
+def export_last_hidden(model, path: Path) -> None:
+    """Export a transformers encoder's ``last_hidden_state`` to ONNX (dynamic batch and token axes, opset 17)."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
 
     class LastHidden(torch.nn.Module):
         def __init__(self, inner):
@@ -79,47 +74,62 @@ def _export(model_dir: Path, out: Path) -> None:
             ).last_hidden_state
 
     dummy = tuple(torch.ones(2, 8, dtype=torch.long) for _ in _INPUTS)
-    fp32 = out / ONNX_VARIANTS["onnx"]
     with torch.no_grad():
         torch.onnx.export(
             LastHidden(model),
             dummy,
-            str(fp32),
+            str(path),
             input_names=list(_INPUTS),
             output_names=["last_hidden_state"],
             dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")},
             opset_version=17,
             dynamo=False,
         )
+
+
+def quantise_int8(src: Path, dst: Path, nodes_to_exclude: Sequence[str] = ()) -> None:
+    """Dynamic int8 of the weight MatMuls of ``src`` (per-channel weights), except ``nodes_to_exclude``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     logging.disable(logging.WARNING)  # the quantiser logs one line per tensor (and a pre-processing hint)
     try:
-        import onnx
-
-        # Only the attention projections (query / key / value / output dense) become int8; the feed-forward
-        # MatMuls (intermediate / output dense) stay fp32. Quantising those too reorders the close neighbours of
-        # MIND's near-template intentions (recall@10 0.90 against fp32); without them 0.95 at most of the speed
-        # (docs/measurements.md, "Embedding backends").
-        graph = onnx.load(str(fp32), load_external_data=False).graph
-        feed_forward = [
-            n.name
-            for n in graph.node
-            if n.op_type == "MatMul"
-            and "/attention/" not in n.name
-            and ("/intermediate/" in n.name or "/output/" in n.name)
-        ]
-        if not feed_forward:
-            raise ValueError(f"{model_dir}: no feed-forward MatMul found by name; cannot choose what to quantise")
         quantize_dynamic(
-            str(fp32),
-            str(out / ONNX_VARIANTS["onnx-int8"]),
+            str(src),
+            str(dst),
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=feed_forward,
+            nodes_to_exclude=list(nodes_to_exclude),
             extra_options={"MatMulConstBOnly": True},
         )
     finally:
         logging.disable(logging.NOTSET)
+
+
+def _export(model_dir: Path, out: Path) -> None:
+    import shutil
+
+    import onnx
+    import torch
+    from transformers import AutoModel
+
+    fp32 = out / ONNX_VARIANTS["onnx"]
+    export_last_hidden(AutoModel.from_pretrained(str(model_dir)).eval(), fp32)
+    # Only the attention projections (query / key / value / output dense) become int8; the feed-forward
+    # MatMuls (intermediate / output dense) stay fp32. Quantising those too reorders the close neighbours of
+    # MIND's near-template intentions (recall@10 0.90 against fp32); without them 0.95 at most of the speed
+    # (docs/measurements.md, "Embedding backends").
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    feed_forward = [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul"
+        and "/attention/" not in n.name
+        and ("/intermediate/" in n.name or "/output/" in n.name)
+    ]
+    if not feed_forward:
+        raise ValueError(f"{model_dir}: no feed-forward MatMul found by name; cannot choose what to quantise")
+    quantise_int8(fp32, out / ONNX_VARIANTS["onnx-int8"], feed_forward)
     shutil.copy2(model_dir / "tokenizer.json", out / "tokenizer.json")
     st_config = json.loads((model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
     pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text(encoding="utf-8"))

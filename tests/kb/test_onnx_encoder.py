@@ -58,13 +58,7 @@ def test_onnx_vectors_match_sentence_transformers(texts):
     assert np.abs(one - fp32[:5]).max() < 1e-5
 
 
-def _native_bf16() -> bool:
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-@pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
+@pytest.mark.skipif(not embed.native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
 def test_torch_bf16_vectors_are_close_to_fp32(texts):
     ref = embed.get_embedder(None, "torch").encode(texts)
     bf16 = embed.get_embedder(None, "torch-bf16")
@@ -141,7 +135,7 @@ def test_manifest_records_the_backend_and_a_change_rebuilds(small_input_dir, tmp
         build_kb([small_input_dir], tmp_path / "kb2", progress=False, embed_model="/no/model", embed_backend="onnx")
 
 
-@pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
+@pytest.mark.skipif(not embed.native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
 def test_a_torch_bf16_build_has_its_own_cache_and_fp32_queries(fresh_cache, small_input_dir, tmp_path):
     built = build_kb([small_input_dir], tmp_path / "kb", progress=False, embed_backend="torch-bf16")
     assert built.manifest["embed_backend"] == "torch-bf16" and built.manifest.get("embed_recipe") is None
