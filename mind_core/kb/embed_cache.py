@@ -15,7 +15,7 @@ from mind_core import config
 
 #: what the ``onnx-int8`` variant is (:func:`mind_core.kb.onnx_encoder._export` builds it): the manifest's
 #: ``embed_recipe`` and the name of its embedding cache; a change rebuilds KBs of the old recipe
-INT8_RECIPE = "attention-int8-v3"
+INT8_RECIPE = "attention-int8-v4"
 
 
 class CachedEncoding:
