@@ -11,6 +11,11 @@
 * search latency: median / p95 over the query list (after one warm-up query, so model loading is excluded and
   reported separately), per mode, without and with facets (relation + verdict [+ P(yes) range when the KB has
   scores]), ``k = 200``.
+* ``--cold N``: the dashboard's first semantic search in a fresh process, N times with the page cache cold and N
+  times warm: before each cold run every file that search reads (the KB folder, its Arrow copies, the ONNX
+  export) is dropped from the page cache (``posix_fadvise(DONTNEED)``; the pages still resident afterwards are
+  counted with ``mincore``), then KB open, encoder load, query encoding, index open, IVF probe and row fetch are
+  timed one by one.
 """
 
 from __future__ import annotations
@@ -135,10 +140,80 @@ def search_times(kb) -> tuple[float, dict[str, dict]]:
     return warmup, out
 
 
+_COLD_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from mind_core.kb.store import KnowledgeBase
+from mind_core.query.results import hits_frame
+from mind_core.query.semantic import encode_query, nearest_rows, one_thread
+phases = {"imports": time.perf_counter() - t0}
+def step(name, fn):
+    t = time.perf_counter(); out = fn(); phases[name] = time.perf_counter() - t; return out
+kb = step("KB open", lambda: KnowledgeBase(sys.argv[1]))
+step("encoder load", lambda: kb.encoder)
+q = step("query encoding", lambda: encode_query(kb, sys.argv[2]))
+step("index open", lambda: kb.index)
+def probe():
+    with one_thread():
+        return nearest_rows(kb, q, 200)
+rows, scores = step("IVF probe", probe)
+hits = step("row fetch", lambda: hits_frame(kb, rows, scores))
+assert len(hits) == len(rows) > 0
+phases["first search (after open)"] = sum(v for k, v in phases.items() if k not in ("imports", "KB open"))
+print(json.dumps(phases))
+"""
+
+
+def search_files(kb) -> list[Path]:
+    """Every file the first semantic search of ``kb`` reads: the KB folder, its Arrow copies, the ONNX export."""
+    from mind_core import config
+
+    files = [p for p in Path(kb.path).iterdir() if p.is_file()]
+    files += [p for p in config.cache_dir("kb-arrow").glob("*.arrow")]
+    files += [p for p in config.cache_dir("onnx").rglob("*") if p.is_file()]
+    return files
+
+
+def evict(files: list[Path]) -> tuple[int, int]:
+    """Drop ``files`` from the page cache; (total bytes, bytes still resident afterwards)."""
+    from mind_core.io import drop_from_page_cache, resident_bytes
+
+    total = left = 0
+    for path in files:
+        drop_from_page_cache(path)
+        total += path.stat().st_size
+        left += max(0, resident_bytes(path))
+    return total, left
+
+
+def cold_first_search(kb, runs: int) -> dict[str, list[dict]]:
+    """The first semantic search of a fresh process, ``runs`` times cold (page cache dropped) and warm."""
+    out: dict[str, list[dict]] = {"cold": [], "warm": []}
+    files = search_files(kb)
+    for i in range(runs):
+        for state in ("cold", "warm"):
+            if state == "cold":
+                total, left = evict(files)
+            query = QUERIES[i % len(QUERIES)]
+            res = subprocess.run(
+                [sys.executable, "-c", _COLD_CHILD, str(kb.path), query],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                check=True,
+            )
+            phases = json.loads(res.stdout.strip().splitlines()[-1])
+            if state == "cold":
+                phases["evicted GB"], phases["left resident MB"] = total / 1e9, left / 1e6
+            out[state].append(phases)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kb", action="append", required=True, help="KB folder (repeatable)")
     ap.add_argument("--skip-pages", action="store_true")
+    ap.add_argument("--cold", type=int, default=0, metavar="N", help="first semantic search, N cold + N warm runs")
     args = ap.parse_args(argv)
     from mind_core.kb.store import KnowledgeBase
 
@@ -157,6 +232,19 @@ def main(argv=None) -> int:
             for page, r in page_times(kb_dir, asin).items():
                 err = f" ERRORS: {r['errors']}" if r["errors"] else ""
                 print(f"| {page} | {r['first']:.2f} s | {r['first_cpu']:.2f} s | {r['rerun']:.2f} s |{err}")
+        if args.cold:
+            res = cold_first_search(kb, args.cold)
+            keys = list(res["warm"][0])
+            print(f"\nfirst semantic search in a fresh process, median of {args.cold} (load {os.getloadavg()[0]:.1f})")
+            print(
+                f"(cold: {res['cold'][0]['evicted GB']:.2f} GB dropped from the page cache, "
+                f"{max(r['left resident MB'] for r in res['cold']):.1f} MB left resident at most)\n"
+            )
+            print("| phase | cold | warm |\n|---|---:|---:|")
+            for key in keys:
+                cold = statistics.median(r[key] for r in res["cold"])
+                warm_s = statistics.median(r[key] for r in res["warm"])
+                print(f"| {key} | {cold:.3f} s | {warm_s:.3f} s |")
         warm, table = search_times(kb)
         print(f"\nload average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"\nsearch latency, k=200, {len(QUERIES)} queries (first query incl. model load: {warm:.2f} s)\n")

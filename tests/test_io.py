@@ -137,3 +137,78 @@ def test_atomic_dir_publishes_whole_or_not_at_all(tmp_path):
         (tmp / "config.json").write_text('{"first": false}')
     assert json.loads((target / "config.json").read_text()) == {"first": True}
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def _cold_file(path, size_mb: int = 32):
+    """A file of ``size_mb`` MB written, synced and dropped from the page cache; skips where the page cache cannot
+    be dropped or inspected."""
+    path.write_bytes(os.urandom(size_mb << 20))
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    io.drop_from_page_cache(path)
+    left = io.resident_bytes(path)
+    if left < 0 or left > (1 << 20):
+        pytest.skip(f"the page cache cannot be dropped / inspected here (resident after DONTNEED: {left})")
+
+
+def _wait_resident(path, at_least: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (got := io.resident_bytes(path)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
+
+
+def test_will_need_reads_the_asked_pages_of_a_cold_mapping_and_no_more(tmp_path):
+    import mmap
+
+    path = tmp_path / "cold.bin"
+    _cold_file(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
+        page = mmap.PAGESIZE
+        # three ranges, two of them overlapping: two madvise calls; nothing is read before this returns
+        calls = io.will_need(
+            [base + 100 * page + 7, base + 100 * page + 50, base + 5000 * page],
+            [base + 100 * page + 60, base + 101 * page + 3, base + 5000 * page + 1],
+        )
+        assert calls == 2
+        got = _wait_resident(path, 3 * page)
+        # 101-102 and 5000 (3 pages), not the device's read-ahead around them (128 KB to 8 MB)
+        assert 3 * page <= got <= 16 * page, got
+        del base
+
+
+def test_will_need_merges_ranges_and_takes_nothing_or_any_address():
+    buf = np.zeros(1 << 20, dtype=np.uint8)
+    a = buf.ctypes.data
+    assert io.will_need([], []) == 0
+    assert io.will_need([a, a + 10, a + 5000], [a + 20, a + 4096, a + 6000]) == 1  # within a page of each other
+    assert io.will_need([a + 900_000, a], [a + 900_001, a + 1]) == 2  # any order
+    assert io.will_need([8], [16]) == 1  # an unmapped address: madvise fails, advisory only, no exception
+
+
+def test_prefetch_rows_reads_the_pages_of_those_rows_only(tmp_path):
+    """A search's hits from a memory-mapped Arrow table (the KB's fast-open copy): the pages of the asked rows'
+    offsets and text, read together, without the read-around of faulting them in one by one."""
+    from mind_core.kb.store import prefetch_rows
+
+    path = tmp_path / "table.arrow"
+    n = 200_000
+    texts = [f"row {i} " + "x" * (80 + i % 50) for i in range(n)]
+    table = pa.table({"text": pa.array(texts, type=pa.large_string()), "n": pa.array(np.arange(n))})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=n)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    with pa.memory_map(str(path)) as src:
+        frame = pa.ipc.open_file(src).read_all().to_pandas()  # as KnowledgeBase opens its tables
+        io.drop_from_page_cache(path)  # what the open touched stays mapped; the rest of the file is cold
+        before = io.resident_bytes(path)
+        if not 0 <= before <= (12 << 20):
+            pytest.skip(f"the page cache cannot be dropped / inspected here ({before} bytes resident)")
+        rows = np.array([120_000, 160_000, 199_999])  # text far beyond what opening the table touched
+        assert prefetch_rows(frame, rows) >= 3  # the text ranges (offsets first; "n" is not a string column)
+        got = _wait_resident(path, before + 3 * 4096) - before
+        assert 3 * 4096 <= got <= 64 * 4096, got  # those rows' pages, no megabytes of read-around
+        assert frame["text"].iloc[rows].tolist() == [texts[i] for i in rows]
+        assert prefetch_rows(frame, np.array([], dtype=np.int64)) == 0

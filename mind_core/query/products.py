@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mind_core.kb.store import prefetch_rows
 from mind_core.query.derived import derived
 from mind_core.query.keyword import tokenize
 
@@ -72,14 +73,16 @@ def titles_of(kb, asins) -> np.ndarray:
     pos = idx.asins.get_indexer(np.asarray(asins, dtype=object))
     if not len(pos) or not len(kb.products):
         return np.full(len(pos), None, dtype=object)
-    titles = kb.products["title"].iloc[np.maximum(pos, 0)].to_numpy(dtype=object)
+    at = np.maximum(pos, 0)
+    prefetch_rows(kb.products, at, ["title"])
+    titles = kb.products["title"].iloc[at].to_numpy(dtype=object)
     return np.where(pos >= 0, titles, None)
 
 
 def product_intentions(kb, asin: str, kept_only: bool = False) -> pd.DataFrame:
     """Intentions of ``asin`` with a ``partner`` column (the other product) and partner titles."""
     rows = product_index(kb).rows_of(asin)
-    df = kb.intentions.iloc[rows]
+    df = kb.take(rows)
     if kept_only:
         df = df[(df["verdict"] == "yes").to_numpy(dtype=bool, na_value=False)]
     partner = np.where(df["asin_a"].to_numpy() == asin, df["asin_b"].to_numpy(), df["asin_a"].to_numpy())
@@ -126,5 +129,5 @@ def pair_intentions(kb, asin_a: str, asin_b: str) -> pd.DataFrame:
     from mind_core.schema import pair_id
 
     rows = product_index(kb).rows_of(asin_a)
-    df = kb.intentions.iloc[rows]
+    df = kb.take(rows)
     return df[(df["pair_id"] == pair_id(asin_a, asin_b)).to_numpy(dtype=bool)]

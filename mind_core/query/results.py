@@ -18,7 +18,7 @@ class SearchResult:
 
 
 def hits_frame(kb, rows: np.ndarray, scores: np.ndarray, **extra) -> pd.DataFrame:
-    hits = kb.intentions.iloc[rows].copy()
+    hits = kb.take(rows).copy()
     for name, values in reversed(list(extra.items())):
         hits.insert(0, name, np.asarray(values, dtype=float))
     hits.insert(0, "score", np.asarray(scores, dtype=float))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mind_core.io import will_need
 from mind_core.kb.store import EMBEDDINGS_FILE, INDEX_FILE
 from mind_core.query.derived import remember
 from mind_core.query.facets import Facets, facet_mask
@@ -73,7 +74,7 @@ def nearest_rows(kb, qvec: np.ndarray, k: int, mask: np.ndarray | None = None) -
     first, by the rule in the module docstring."""
     import faiss
 
-    from mind_core.kb.index import selector_params
+    from mind_core.kb.index import prefetch_lists, selector_params
 
     index = kb.index
     if mask is not None:
@@ -81,14 +82,19 @@ def nearest_rows(kb, qvec: np.ndarray, k: int, mask: np.ndarray | None = None) -
         if len(rows) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if len(rows) <= EXACT_MAX:
-            scores = np.asarray(kb.embeddings[rows], dtype=np.float32) @ qvec
+            emb = kb.embeddings
+            row_bytes = emb.strides[0]  # the memory-mapped rows: read ahead together (see prefetch_rows)
+            will_need(emb.ctypes.data + rows * row_bytes, emb.ctypes.data + (rows + 1) * row_bytes)
+            scores = np.asarray(emb[rows], dtype=np.float32) @ qvec
             return top_k(scores, rows, k)
+        prefetch_lists(index, qvec)
         bits = np.packbits(mask, bitorder="little")
         sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
         sp = selector_params(sel, kb.manifest.get("search_params"))
         scores, ids = index.search(np.array(qvec[None, :], dtype=np.float32), min(k, len(rows)), params=sp)
         del bits  # the selector points into it; keep it alive until the search returns
     else:
+        prefetch_lists(index, qvec)
         scores, ids = index.search(np.array(qvec[None, :], dtype=np.float32), min(k, index.ntotal))
     keep = ids[0] >= 0
     return ids[0][keep].astype(np.int64), scores[0][keep]
@@ -99,6 +105,9 @@ def nearest_many(kb, vectors: np.ndarray, k: int) -> list[tuple[np.ndarray, np.n
     q = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
     if not len(q):
         return []
+    from mind_core.kb.index import prefetch_lists
+
+    prefetch_lists(kb.index, q)
     scores, ids = kb.index.search(q, max(1, min(int(k), kb.index.ntotal)))
     return [(i[i >= 0].astype(np.int64), s[i >= 0]) for s, i in zip(scores, ids)]
 
