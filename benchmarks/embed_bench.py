@@ -37,6 +37,19 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth)]))
 
 
+def cpu_features() -> str:
+    """The CPU's matrix features that decide these ratios (AMX makes bfloat16 ~10x fp32 per GEMM; AVX512-BF16
+    alone ~2x; VNNI is what int8 uses), from /proc/cpuinfo (Linux; "unknown" elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in text.splitlines() if ln.startswith("flags")), set())
+    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni")
+    return f"{model}; {', '.join(f for f in wanted if f in flags) or 'none of AMX / AVX512-BF16 / VNNI'}"
+
+
 def search_process(code: str, runs: int = 3) -> float:
     """Median wall seconds of a fresh interpreter running ``code``."""
     times = []
@@ -64,7 +77,7 @@ def main() -> None:
     n = min(args.n, len(texts))
     print(
         f"KB {args.kb}: {len(texts):,} intentions; timing the first {n:,}; {args.threads} threads; "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"load {os.getloadavg()[0]:.1f}\nCPU: {cpu_features()}"
     )
 
     # Timing is interleaved: the n texts are cut into rounds and every backend encodes round r before any encodes

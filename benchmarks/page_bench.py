@@ -11,11 +11,12 @@
 * search latency: median / p95 over the query list (after one warm-up query, so model loading is excluded and
   reported separately), per mode, without and with facets (relation + verdict [+ P(yes) range when the KB has
   scores]), ``k = 200``.
-* ``--cold N``: the dashboard's first semantic search in a fresh process, N times with the page cache cold and N
-  times warm: before each cold run every file that search reads (the KB folder, its Arrow copies, the ONNX
-  export) is dropped from the page cache (``posix_fadvise(DONTNEED)``; the pages still resident afterwards are
-  counted with ``mincore``), then KB open, encoder load, query encoding, index open, IVF probe and row fetch are
-  timed one by one.
+* ``--cold N``: the dashboard's first semantic search in a fresh process, N times in each of three states: cold
+  (every file that search reads - the KB folder, its Arrow copies, the ONNX export - dropped from the page cache
+  with ``posix_fadvise(DONTNEED)``; what stays resident is counted with ``mincore``), cold with the read-ahead of
+  :func:`mind_core.io.will_need` turned off (pages faulted in one by one, as before), and warm. KB open, encoder
+  load, query encoding, index open, IVF probe, row fetch and the Search page's results table (both products'
+  titles) are timed one by one.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def search_times(kb) -> tuple[float, dict[str, dict]]:
 _COLD_CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
+if sys.argv[3] == "no-read-ahead":  # what every search did before: fault the pages in one by one
+    import mind_core.io
+    mind_core.io.will_need = lambda *args: 0
 from mind_core.kb.store import KnowledgeBase
 from mind_core.query.results import hits_frame
 from mind_core.query.semantic import encode_query, nearest_rows, one_thread
@@ -159,6 +163,9 @@ def probe():
 rows, scores = step("IVF probe", probe)
 hits = step("row fetch", lambda: hits_frame(kb, rows, scores))
 assert len(hits) == len(rows) > 0
+from dashboard.presenters.tables import results_table
+table = step("results table (titles)", lambda: results_table(hits, kb.products["title"]))
+assert table["title_a"].notna().any()
 phases["first search (after open)"] = sum(v for k, v in phases.items() if k not in ("imports", "KB open"))
 print(json.dumps(phases))
 """
@@ -186,24 +193,28 @@ def evict(files: list[Path]) -> tuple[int, int]:
     return total, left
 
 
+STATES = ("cold", "no-read-ahead", "warm")
+
+
 def cold_first_search(kb, runs: int) -> dict[str, list[dict]]:
-    """The first semantic search of a fresh process, ``runs`` times cold (page cache dropped) and warm."""
-    out: dict[str, list[dict]] = {"cold": [], "warm": []}
+    """The first semantic search of a fresh process, ``runs`` times in each state: cold (page cache dropped),
+    cold with :func:`mind_core.io.will_need` disabled (pages faulted in one by one, as before) and warm."""
+    out: dict[str, list[dict]] = {state: [] for state in STATES}
     files = search_files(kb)
     for i in range(runs):
-        for state in ("cold", "warm"):
-            if state == "cold":
+        for state in STATES:
+            if state != "warm":
                 total, left = evict(files)
-            query = QUERIES[i % len(QUERIES)]
+            query = QUERIES[(i + len(out[state])) % len(QUERIES)]
             res = subprocess.run(
-                [sys.executable, "-c", _COLD_CHILD, str(kb.path), query],
+                [sys.executable, "-c", _COLD_CHILD, str(kb.path), query, state],
                 capture_output=True,
                 text=True,
                 cwd=REPO,
                 check=True,
             )
             phases = json.loads(res.stdout.strip().splitlines()[-1])
-            if state == "cold":
+            if state != "warm":
                 phases["evicted GB"], phases["left resident MB"] = total / 1e9, left / 1e6
             out[state].append(phases)
     return out
@@ -240,11 +251,10 @@ def main(argv=None) -> int:
                 f"(cold: {res['cold'][0]['evicted GB']:.2f} GB dropped from the page cache, "
                 f"{max(r['left resident MB'] for r in res['cold']):.1f} MB left resident at most)\n"
             )
-            print("| phase | cold | warm |\n|---|---:|---:|")
+            print("| phase | cold | cold, no read-ahead | warm |\n|---|---:|---:|---:|")
             for key in keys:
-                cold = statistics.median(r[key] for r in res["cold"])
-                warm_s = statistics.median(r[key] for r in res["warm"])
-                print(f"| {key} | {cold:.3f} s | {warm_s:.3f} s |")
+                cells = " | ".join(f"{statistics.median(r[key] for r in res[state]):.3f} s" for state in STATES)
+                print(f"| {key} | {cells} |")
         warm, table = search_times(kb)
         print(f"\nload average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"\nsearch latency, k=200, {len(QUERIES)} queries (first query incl. model load: {warm:.2f} s)\n")

@@ -47,7 +47,7 @@ def hybrid_search(
     cand = np.union1d(sem_rows, kw_rows).astype(np.int64)
     if len(cand) == 0:
         return SearchResult(hits_frame(kb, cand, np.empty(0)), 0, "hybrid", time.perf_counter() - t0)
-    cos = np.asarray(kb.embeddings[cand], dtype=np.float32) @ qvec
+    cos = kb.vectors(cand) @ qvec
     bm25 = tscore[kw.row_text[cand]].astype(np.float32)
     bm25_norm = bm25 / bm25.max() if bm25.max() > 0 else bm25
     combined = alpha * cos + (1 - alpha) * bm25_norm

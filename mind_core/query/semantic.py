@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mind_core.io import will_need
 from mind_core.kb.store import EMBEDDINGS_FILE, INDEX_FILE
 from mind_core.query.derived import remember
 from mind_core.query.facets import Facets, facet_mask
@@ -82,10 +81,7 @@ def nearest_rows(kb, qvec: np.ndarray, k: int, mask: np.ndarray | None = None) -
         if len(rows) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if len(rows) <= EXACT_MAX:
-            emb = kb.embeddings
-            row_bytes = emb.strides[0]  # the memory-mapped rows: read ahead together (see prefetch_rows)
-            will_need(emb.ctypes.data + rows * row_bytes, emb.ctypes.data + (rows + 1) * row_bytes)
-            scores = np.asarray(emb[rows], dtype=np.float32) @ qvec
+            scores = kb.vectors(rows) @ qvec
             return top_k(scores, rows, k)
         prefetch_lists(index, qvec)
         bits = np.packbits(mask, bitorder="little")

@@ -140,3 +140,15 @@ def test_damaged_artifacts_are_a_clear_kb_error(small_input_dir, tmp_path, monke
     monkeypatch.setenv("MIND_CACHE_DIR", str(tmp_path / "fresh-cache"))  # the Arrow copy would still be good
     with pytest.raises(KBError, match=r"^intentions.parquet is damaged: .*build-kb .*--force"):
         KnowledgeBase(out)
+
+
+def test_take_and_vectors_read_the_same_rows_as_plain_indexing(sample_kb):
+    """KnowledgeBase.take / .vectors read their pages ahead (mind_core.io.will_need) and return exactly what
+    plain indexing of the memory-mapped table / embeddings does, in the asked order, repeats included."""
+    import numpy as np
+
+    rows = np.array([3000, 5, 1777, 5, len(sample_kb.intentions) - 1])
+    assert sample_kb.take(rows).equals(sample_kb.intentions.iloc[rows])
+    vecs = sample_kb.vectors(rows)
+    assert vecs.dtype == np.float32 and np.array_equal(vecs, np.asarray(sample_kb.embeddings[rows], np.float32))
+    assert sample_kb.take(np.array([], dtype=np.int64)).empty and sample_kb.vectors([]).shape == (0, 384)
