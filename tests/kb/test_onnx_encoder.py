@@ -110,6 +110,41 @@ def test_search_process_imports_neither_torch_nor_transformers(sample_kb_dir):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"rc": 0, "hits": 3, "heavy": []}
 
 
+def test_the_export_runs_in_a_child_so_the_caller_never_imports_torch(tmp_path):
+    """A first export (empty cache) in a process that then encodes: torch and transformers stay out of it (a
+    1.26M-row build or the dashboard's server would otherwise carry them, ~0.4 GB); a model folder that cannot be
+    exported fails with the child's error and leaves no export folder behind."""
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from mind_core.kb import embed\n"
+        "from mind_core.kb.onnx_encoder import ensure_exported\n"
+        "vec = embed.get_embedder(None, 'onnx').encode_one('a warm hat')\n"
+        "bad = Path(sys.argv[1]); bad.mkdir(); (bad / 'model.safetensors').write_bytes(b'not weights')\n"
+        "try:\n"
+        "    ensure_exported('broken', bad); err = None\n"
+        "except RuntimeError as e:\n"
+        "    err = str(e)\n"
+        "mods = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "print(json.dumps({'dim': len(vec), 'heavy': mods, 'err': err}))\n"
+    )
+    env = {**os.environ, "MIND_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "broken-model")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["dim"] == 384 and res["heavy"] == []
+    assert res["err"] and res["err"].startswith("exporting broken to ONNX failed (exit 1)")
+    exports = sorted(p.name for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir())
+    assert len(exports) == 1 and exports[0].startswith("all-MiniLM-L6-v2-v4-")  # nothing of the broken one
+
+
 @pytest.fixture()
 def fresh_cache(tmp_path, monkeypatch):
     """An empty embedding cache that reuses this machine's ONNX export (exporting again costs ~10 s)."""
