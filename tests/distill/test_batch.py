@@ -48,7 +48,8 @@ def _kind(body: dict) -> str:
     return "describe"
 
 
-def _distill_cmd(url: str, out: Path, *extra: str) -> list[str]:
+def _distill_cmd(url: str, out: Path, *extra: str, relations: str = RELS) -> list[str]:
+    """``python -m mind_core distill`` over the fixture against the server at ``url`` (``[3:]``: the CLI args)."""
     return [
         sys.executable,
         "-m",

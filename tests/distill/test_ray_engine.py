@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_batch import _distill_cmd
 
 from mind_core.cli.main import main as cli_main
 from mind_core.data.amazon import load_amazon_metadata
@@ -67,22 +68,7 @@ def _kinds(server) -> dict[str, int]:
 
 
 def _args(url: str, out: Path, *extra: str) -> list[str]:
-    return [
-        "distill",
-        "--metadata",
-        str(FIXTURE),
-        "--out",
-        str(out),
-        "--backend",
-        "openai",
-        "--endpoint",
-        url,
-        "--relations",
-        RELS,
-        "--no-images",
-        "--no-progress",
-        *extra,
-    ]
+    return _distill_cmd(url, out, *extra, relations=RELS)[3:]
 
 
 def _expected_keys(max_pairs: int | None = None) -> set[tuple[str, str]]:
