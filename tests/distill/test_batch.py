@@ -64,7 +64,7 @@ def _distill_cmd(url: str, out: Path, *extra: str, relations: str = RELS) -> lis
         "--endpoint",
         url,
         "--relations",
-        RELS,
+        relations,
         "--no-images",
         "--no-progress",
         *extra,
