@@ -224,7 +224,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kb", action="append", required=True, help="KB folder (repeatable)")
     ap.add_argument("--skip-pages", action="store_true")
-    ap.add_argument("--cold", type=int, default=0, metavar="N", help="first semantic search, N cold + N warm runs")
+    ap.add_argument(
+        "--cold", type=int, default=0, metavar="N", help="first semantic search, N runs each: cold, no read-ahead, warm"
+    )
     args = ap.parse_args(argv)
     from mind_core.kb.store import KnowledgeBase
 

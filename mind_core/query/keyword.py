@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mind_core.kb.store import prefetch_rows
+from mind_core.kb.store import take_rows
 from mind_core.query.derived import derived
 from mind_core.query.facets import Facets, facet_mask
 from mind_core.query.results import SearchResult, hits_frame, top_k
@@ -178,8 +178,7 @@ def keyword_search(kb, query: str, k: int = 200, facets: Facets | None = None) -
     text_ok = present == len(q.words)
     if q.phrases and text_ok.any():
         cand = np.flatnonzero(text_ok)
-        prefetch_rows(kb.intentions, kw.first_row[cand], ["intention"])
-        texts = kb.intentions["intention"].iloc[kw.first_row[cand]]
+        texts = take_rows(kb.intentions, kw.first_row[cand], ["intention"])["intention"]
         ok = np.ones(len(cand), dtype=bool)
         for ph in q.phrases:
             ok &= texts.str.contains(phrase_pattern(ph), case=False, regex=True).to_numpy(dtype=bool)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mind_core.kb.store import prefetch_rows
+from mind_core.kb.store import take_rows
 from mind_core.query.derived import derived
 from mind_core.query.keyword import tokenize
 
@@ -73,9 +73,7 @@ def titles_of(kb, asins) -> np.ndarray:
     pos = idx.asins.get_indexer(np.asarray(asins, dtype=object))
     if not len(pos) or not len(kb.products):
         return np.full(len(pos), None, dtype=object)
-    at = np.maximum(pos, 0)
-    prefetch_rows(kb.products, at, ["title"])
-    titles = kb.products["title"].iloc[at].to_numpy(dtype=object)
+    titles = take_rows(kb.products, np.maximum(pos, 0), ["title"])["title"].to_numpy(dtype=object)
     return np.where(pos >= 0, titles, None)
 
 
